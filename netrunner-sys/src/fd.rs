@@ -1,0 +1,139 @@
+//! File descriptor plumbing: pipes, non-blocking mode, counting and closing.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::FdFlags;
+use rustix::pipe::PipeFlags;
+
+/// `pipe2(O_CLOEXEC)`: returns `(read end, write end)`.
+///
+/// # References
+/// - [`pipe2(2)`](https://man7.org/linux/man-pages/man2/pipe.2.html)
+pub fn pipe2_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?)
+}
+
+/// `ioctl(FIONBIO)`: switch `O_NONBLOCK` on or off.
+///
+/// # References
+/// - [`ioctl_fionbio`](https://man7.org/linux/man-pages/man2/ioctl.2.html)
+pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    Ok(rustix::io::ioctl_fionbio(fd, nonblocking)?)
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC, min)`: a close-on-exec duplicate numbered `>= min`.
+///
+/// # References
+/// - [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+pub fn fcntl_dupfd_cloexec(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, min)?)
+}
+
+/// `fcntl(F_GETFD)` succeeds: `fd` is an open descriptor.
+pub fn is_open(fd: BorrowedFd<'_>) -> bool {
+    rustix::io::fcntl_getfd(fd).is_ok()
+}
+
+/// `fcntl(F_GETFD) & FD_CLOEXEC`.
+pub fn is_cloexec(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(rustix::io::fcntl_getfd(fd)?.contains(FdFlags::CLOEXEC))
+}
+
+/// `open("/dev/null", O_RDWR | O_CLOEXEC)`.
+pub fn open_dev_null() -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        "/dev/null",
+        OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// The standard stream `n` (0, 1 or 2) of this process, borrowed.
+///
+/// Returns `None` when that descriptor is closed.
+pub fn stdio_fd(n: RawFd) -> Option<BorrowedFd<'static>> {
+    let fd = match n {
+        0 => rustix::stdio::stdin(),
+        1 => rustix::stdio::stdout(),
+        2 => rustix::stdio::stderr(),
+        _ => return None,
+    };
+    is_open(fd).then_some(fd)
+}
+
+/// How many file descriptors this process has open (`/proc/self/fd`).
+pub fn count_open_fds() -> io::Result<usize> {
+    // The directory handle itself shows up in the listing; subtract it.
+    Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1))
+}
+
+/// Closes every descriptor numbered `>= first`.
+///
+/// Only for a process that has just started and owns nothing at or above
+/// `first` (the shepherd's first act): any `OwnedFd` of such a number held
+/// elsewhere would be closed under it.
+///
+/// # References
+/// - [`close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html)
+pub fn close_inherited_fds(first: RawFd) -> io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: close_range only closes descriptors; the contract above says
+        // nothing in this process owns any descriptor >= first, so no live
+        // OwnedFd/File is invalidated.
+        let rc = unsafe { nix::libc::close_range(first as u32, u32::MAX, 0) };
+        if rc == 0 {
+            return Ok(());
+        }
+    }
+    // Fallback for kernels before 5.9: list first, then close, so we do not
+    // close the directory stream we are reading.
+    let mut open = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        if let Some(n) = entry?.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) {
+            if n >= first {
+                open.push(n);
+            }
+        }
+    }
+    for n in open {
+        // SAFETY: as above, nothing owns these numbers; the read_dir handle is
+        // dropped already, and EBADF for it (already closed) is harmless.
+        unsafe { nix::libc::close(n) };
+    }
+    Ok(())
+}
+
+/// Raw number of a descriptor, for messages and `/proc` paths only.
+pub fn raw(fd: impl AsFd) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipes_are_cloexec_and_counted() {
+        let before = count_open_fds().unwrap();
+        let (r, w) = pipe2_cloexec().unwrap();
+        assert!(is_cloexec(r.as_fd()).unwrap());
+        assert!(is_cloexec(w.as_fd()).unwrap());
+        set_nonblocking(r.as_fd(), true).unwrap();
+        let mut buf = [0u8; 1];
+        let err = rustix::io::read(&r, &mut buf).unwrap_err();
+        assert_eq!(err, rustix::io::Errno::AGAIN);
+        // Other tests run concurrently, so only check our own two show up.
+        assert!(count_open_fds().unwrap() >= before.min(2));
+        drop((r, w));
+    }
+
+    #[test]
+    fn stdio_fd_reports_open_streams() {
+        assert!(stdio_fd(3).is_none());
+        // Test harnesses always give us a stderr.
+        assert!(stdio_fd(2).is_some());
+    }
+}

@@ -1,0 +1,514 @@
+//! Processes: fork/exec with an async-signal-safe child path, waiting, signalling.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::raw::c_char;
+use std::os::unix::ffi::OsStrExt;
+
+use netrunner_proto::{Isolation, Rusage, SpawnStage, WireStatus};
+use nix::libc;
+use rustix::process::{WaitId, WaitIdOptions, WaitIdStatus};
+
+use crate::signal::Signal;
+
+pub use rustix::process::Pid;
+
+/// The calling process's pid.
+pub fn getpid() -> Pid {
+    rustix::process::getpid()
+}
+
+/// Everything `execve` needs, built (and allocated) before `fork`.
+///
+/// After `fork` the child may only make async-signal-safe calls, so the
+/// C strings and the NULL-terminated pointer arrays all exist up front and
+/// the child only reads them.
+pub struct ExecPlan {
+    program: CString,
+    // The pointer vectors point into these; they must live as long as the plan.
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    envp_ptrs: Vec<*const c_char>,
+    cwd: Option<CString>,
+    isolation: Isolation,
+}
+
+/// A byte string given to [`ExecPlan::new`] contained a NUL byte.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} contains a NUL byte")]
+pub struct NulInPlan(pub &'static str);
+
+impl ExecPlan {
+    /// Prepares an exec of `program` with `argv`, `env` (`KEY=VALUE`) and `cwd`.
+    pub fn new(
+        program: &[u8],
+        argv: &[Vec<u8>],
+        env: &[Vec<u8>],
+        cwd: Option<&[u8]>,
+        isolation: Isolation,
+    ) -> Result<Self, NulInPlan> {
+        let cstr = |bytes: &[u8], what| CString::new(bytes).map_err(|_| NulInPlan(what));
+        let program = cstr(program, "program")?;
+        let argv = argv
+            .iter()
+            .map(|a| cstr(a, "argument"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = env
+            .iter()
+            .map(|e| cstr(e, "environment entry"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cwd = cwd.map(|c| cstr(c, "working directory")).transpose()?;
+        let nul_terminated = |v: &[CString]| {
+            v.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        Ok(ExecPlan {
+            argv_ptrs: nul_terminated(&argv),
+            envp_ptrs: nul_terminated(&envp),
+            program,
+            _argv: argv,
+            _envp: envp,
+            cwd,
+            isolation,
+        })
+    }
+}
+
+/// Why the child did not reach `exec`: the step and the OS error number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpawnFailure {
+    /// Which step failed.
+    pub stage: SpawnStage,
+    /// The raw errno.
+    pub errno: i32,
+}
+
+impl SpawnFailure {
+    fn from_io(stage: SpawnStage, e: &io::Error) -> Self {
+        SpawnFailure {
+            stage,
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+}
+
+const REPORT_LEN: usize = 5;
+
+/// Forks and execs `plan` with `stdio` as fds 0, 1, 2; returns the child's pid
+/// once `execve` has succeeded.
+///
+/// The child: joins a new process group (or session), asks for SIGKILL when
+/// this process dies (`PR_SET_PDEATHSIG`, Linux), installs its standard
+/// streams, changes directory, resets every signal disposition and the mask,
+/// and execs. A failure at any step is written as (stage, errno) to a
+/// close-on-exec pipe; EOF on that pipe means `execve` succeeded. A failed
+/// child is reaped before this returns, so nothing is left behind.
+///
+/// Every other descriptor in this process must be close-on-exec, and `stdio`
+/// must not use descriptor numbers 0–2 of another slot (the shepherd keeps
+/// 0–2 occupied by `/dev/null`, so received descriptors are always >= 3).
+///
+/// # References
+/// - [`fork(2)`](https://man7.org/linux/man-pages/man2/fork.2.html),
+///   [`execve(2)`](https://man7.org/linux/man-pages/man2/execve.2.html),
+///   [`signal-safety(7)`](https://man7.org/linux/man-pages/man7/signal-safety.7.html)
+pub fn fork_exec(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3]) -> Result<Pid, SpawnFailure> {
+    let (report_r, report_w) =
+        crate::fd::pipe2_cloexec().map_err(|e| SpawnFailure::from_io(SpawnStage::Fork, &e))?;
+    let parent = getpid();
+    // SAFETY: fork is sound here because the child runs only
+    // `child_after_fork`, which makes async-signal-safe calls (raw syscalls via
+    // rustix, libc `signal`/`sigprocmask`/`execve`/`_exit`), reads memory
+    // prepared before the fork, never allocates and never returns.
+    match unsafe { nix::unistd::fork() } {
+        Err(errno) => Err(SpawnFailure {
+            stage: SpawnStage::Fork,
+            errno: errno as i32,
+        }),
+        Ok(nix::unistd::ForkResult::Child) => child_after_fork(plan, stdio, report_w.as_fd(), parent),
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(report_w);
+            let pid = Pid::from_raw(child.as_raw()).expect("fork returned a positive pid");
+            if plan.isolation == Isolation::ProcessGroup {
+                // Also from this side, so the group exists whichever of us runs
+                // first. EACCES (the child already exec'd) and ESRCH are fine.
+                let _ = rustix::process::setpgid(Some(pid), Some(pid));
+            }
+            let mut report = [0u8; REPORT_LEN];
+            let mut got = 0;
+            while got < REPORT_LEN {
+                match rustix::io::read(&report_r, &mut report[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => break,
+                }
+            }
+            if got < REPORT_LEN {
+                return Ok(pid);
+            }
+            // The child failed before or at exec and has _exit'ed; reap it.
+            let _ = waitid_blocking(pid);
+            let stage = SpawnStage::from_u8(report[0]).unwrap_or(SpawnStage::Exec);
+            let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
+            Err(SpawnFailure { stage, errno })
+        }
+    }
+}
+
+/// The child side of [`fork_exec`]. Async-signal-safe calls only.
+fn child_after_fork(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3], report: BorrowedFd<'_>, parent: Pid) -> ! {
+    let fail = |stage: SpawnStage, errno: i32| -> ! {
+        let e = errno.to_le_bytes();
+        let msg = [stage.to_u8(), e[0], e[1], e[2], e[3]];
+        // A failed write leaves the parent seeing EOF and then our exit; there
+        // is nothing better to do from here.
+        let _ = rustix::io::write(report, &msg);
+        // SAFETY: _exit is async-signal-safe and skips atexit handlers and
+        // stdio flushing, which belong to the parent's copy of the process.
+        unsafe { libc::_exit(127) }
+    };
+    let errno = |e: rustix::io::Errno| e.raw_os_error();
+
+    let isolated = match plan.isolation {
+        Isolation::ProcessGroup => rustix::process::setpgid(None, None),
+        Isolation::Session => rustix::process::setsid().map(drop),
+    };
+    if let Err(e) = isolated {
+        fail(SpawnStage::ProcessGroup, errno(e));
+    }
+
+    #[cfg(target_os = "linux")]
+    {
+        if let Err(e) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)) {
+            fail(SpawnStage::ParentDeathSignal, errno(e));
+        }
+        // The parent may have died before prctl took effect: then nobody
+        // would ever signal us, so do not start at all.
+        if rustix::process::getppid() != Some(parent) {
+            // SAFETY: as in `fail`.
+            unsafe { libc::_exit(127) }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = parent;
+
+    for (target, fd) in stdio.iter().enumerate() {
+        let result = if fd.as_raw_fd() == target as i32 {
+            // dup2 onto itself would keep FD_CLOEXEC; clear it instead.
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+        } else {
+            match target {
+                0 => rustix::stdio::dup2_stdin(fd),
+                1 => rustix::stdio::dup2_stdout(fd),
+                _ => rustix::stdio::dup2_stderr(fd),
+            }
+        };
+        if let Err(e) = result {
+            fail(SpawnStage::Stdio, errno(e));
+        }
+    }
+
+    if let Some(cwd) = &plan.cwd {
+        if let Err(e) = rustix::process::chdir(cwd.as_c_str()) {
+            fail(SpawnStage::Chdir, errno(e));
+        }
+    }
+
+    // Ignored signals stay ignored across exec; reset all of them. Errors are
+    // expected for KILL/STOP and the libc-reserved real-time signals.
+    for sig in 1..65 {
+        // SAFETY: signal(2) is async-signal-safe (signal-safety(7)); SIG_DFL
+        // installs no handler, so no Rust code can run from it.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    if let Err(e) = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    ) {
+        fail(SpawnStage::Signals, e as i32);
+    }
+
+    // SAFETY: all three pointers come from `plan`, which outlives this call:
+    // `program` is a NUL-terminated CString and both arrays are NULL-terminated
+    // vectors of pointers into CStrings owned by the plan. execve is
+    // async-signal-safe.
+    unsafe {
+        libc::execve(plan.program.as_ptr(), plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr());
+    }
+    fail(SpawnStage::Exec, io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn wire_status(status: WaitIdStatus) -> WireStatus {
+    match status.terminating_signal() {
+        Some(signal) => WireStatus::Signal {
+            signal,
+            core_dumped: status.dumped(),
+        },
+        None => WireStatus::Code(status.exit_status().unwrap_or(0)),
+    }
+}
+
+fn waitid(pid: Pid, options: WaitIdOptions) -> io::Result<Option<WireStatus>> {
+    loop {
+        match rustix::process::waitid(WaitId::Pid(pid), options) {
+            Ok(status) => return Ok(status.map(wire_status)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `waitid(P_PID, WEXITED | WNOHANG | WNOWAIT)`: has the child exited?
+///
+/// Leaves it a zombie, so its pid (and process-group id) cannot be recycled
+/// while we still signal the group.
+///
+/// # References
+/// - [`waitid(2)`](https://man7.org/linux/man-pages/man2/waitid.2.html)
+pub fn waitid_peek(pid: Pid) -> io::Result<Option<WireStatus>> {
+    waitid(pid, WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT)
+}
+
+/// `waitid(P_PID, WEXITED | WNOHANG)`: reap the child if it has exited.
+pub fn waitid_reap(pid: Pid) -> io::Result<Option<WireStatus>> {
+    waitid(pid, WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
+}
+
+/// `waitid(P_PID, WEXITED)`: block until the child exits, and reap it.
+pub fn waitid_blocking(pid: Pid) -> io::Result<WireStatus> {
+    waitid(pid, WaitIdOptions::EXITED)?.ok_or_else(|| io::Error::other("waitid returned no status"))
+}
+
+/// `kill(pid, sig)`.
+///
+/// Only signal a pid you know is alive or an unreaped child of yours:
+/// otherwise it may have been recycled for another process.
+///
+/// # References
+/// - [`kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html)
+pub fn kill(pid: Pid, sig: Signal) -> io::Result<()> {
+    Ok(rustix::process::kill_process(pid, sig.to_rustix())?)
+}
+
+/// `kill(-pgid, sig)`: signal a whole process group.
+///
+/// Safe against recycling only while the group leader is alive or an unreaped
+/// child of the caller, which pins the id.
+pub fn kill_process_group(pgid: Pid, sig: Signal) -> io::Result<()> {
+    Ok(rustix::process::kill_process_group(pgid, sig.to_rustix())?)
+}
+
+/// `kill(pid, 0)`: does a process with this pid exist (zombies included)?
+pub fn process_exists(pid: Pid) -> bool {
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+/// `kill(-pgid, 0)`: does any process remain in this group?
+pub fn process_group_exists(pgid: Pid) -> bool {
+    !matches!(
+        rustix::process::test_kill_process_group(pgid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+/// The pids whose parent is this process.
+///
+/// Reads `/proc/self/task/*/children`; where the kernel lacks that file it
+/// scans `/proc/*/stat` for our pid as parent.
+///
+/// # References
+/// - [`proc_pid_task(5)`](https://man7.org/linux/man-pages/man5/proc_pid_task.5.html)
+pub fn child_pids() -> io::Result<Vec<Pid>> {
+    let mut pids = Vec::new();
+    let mut found_children_file = false;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let path = task?.path().join("children");
+        match std::fs::read(&path) {
+            Ok(text) => {
+                found_children_file = true;
+                pids.extend(
+                    text.split(|b| b.is_ascii_whitespace())
+                        .filter_map(|w| std::str::from_utf8(w).ok()?.parse::<i32>().ok())
+                        .filter_map(Pid::from_raw),
+                );
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !found_children_file {
+        let me = getpid().as_raw_nonzero().get();
+        for entry in std::fs::read_dir("/proc")? {
+            let entry = entry?;
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if parent_pid_of(pid).ok() == Some(me) {
+                pids.extend(Pid::from_raw(pid));
+            }
+        }
+    }
+    pids.sort_unstable_by_key(|p| p.as_raw_nonzero());
+    pids.dedup();
+    Ok(pids)
+}
+
+/// The parent pid of `pid` from `/proc/<pid>/stat`.
+pub fn parent_pid_of(pid: i32) -> io::Result<i32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat"))?;
+    // The command name may contain spaces and parentheses: fields resume
+    // after the last ')'.
+    let after = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .map(|i| &stat[i + 1..])
+        .ok_or_else(|| io::Error::other("malformed stat"))?;
+    let mut fields = after.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
+    let _state = fields.next();
+    fields
+        .next()
+        .and_then(|f| std::str::from_utf8(f).ok()?.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed stat"))
+}
+
+/// The state letter of `pid` from `/proc/<pid>/stat` (`Z` for a zombie).
+pub fn process_state(pid: i32) -> io::Result<u8> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat"))?;
+    let i = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .ok_or_else(|| io::Error::other("malformed stat"))?;
+    stat.get(i + 2).copied().ok_or_else(|| io::Error::other("malformed stat"))
+}
+
+/// `prctl(PR_SET_CHILD_SUBREAPER, 1)`: orphaned descendants re-parent to us.
+///
+/// # References
+/// - [`PR_SET_CHILD_SUBREAPER`](https://man7.org/linux/man-pages/man2/PR_SET_CHILD_SUBREAPER.2const.html)
+#[cfg(target_os = "linux")]
+pub fn set_child_subreaper() -> io::Result<()> {
+    Ok(rustix::process::set_child_subreaper(Some(getpid()))?)
+}
+
+/// `pidfd_open(pid, 0)`: a descriptor that becomes readable when `pid` exits.
+///
+/// Race-free only for a pid that cannot have been recycled, such as an
+/// unreaped child of the caller.
+///
+/// # References
+/// - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
+#[cfg(target_os = "linux")]
+pub fn pidfd_open(pid: Pid) -> io::Result<std::os::fd::OwnedFd> {
+    Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?)
+}
+
+/// `getrusage(RUSAGE_CHILDREN)`: what every reaped descendant cost.
+///
+/// # References
+/// - [`getrusage(2)`](https://man7.org/linux/man-pages/man2/getrusage.2.html)
+pub fn getrusage_children() -> io::Result<Rusage> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+    let micros = |tv: nix::sys::time::TimeVal| {
+        (tv.tv_sec() as u64).saturating_mul(1_000_000).saturating_add(tv.tv_usec() as u64)
+    };
+    Ok(Rusage {
+        user_time_us: micros(usage.user_time()),
+        system_time_us: micros(usage.system_time()),
+        max_rss_kib: usage.max_rss().max(0) as u64,
+    })
+}
+
+/// Bytes of an `OsStr`, for building exec plans.
+pub fn os_bytes(s: &OsStr) -> &[u8] {
+    s.as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(program: &str, args: &[&str]) -> ExecPlan {
+        let argv: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        ExecPlan::new(program.as_bytes(), &argv, &[b"PATH=/usr/bin:/bin".to_vec()], None, Isolation::ProcessGroup)
+            .unwrap()
+    }
+
+    fn null3() -> [std::os::fd::OwnedFd; 3] {
+        [
+            crate::fd::open_dev_null().unwrap(),
+            crate::fd::open_dev_null().unwrap(),
+            crate::fd::open_dev_null().unwrap(),
+        ]
+    }
+
+    #[test]
+    fn exec_success_and_exit_codes() {
+        let fds = null3();
+        let stdio = [fds[0].as_fd(), fds[1].as_fd(), fds[2].as_fd()];
+        let pid = fork_exec(&plan("/bin/sh", &["sh", "-c", "exit 3"]), stdio).unwrap();
+        assert_eq!(waitid_blocking(pid).unwrap(), WireStatus::Code(3));
+        // Reaped: if the pid exists at all it was recycled for someone else.
+        let me = getpid().as_raw_nonzero().get();
+        assert_ne!(parent_pid_of(pid.as_raw_nonzero().get()).ok(), Some(me));
+    }
+
+    #[test]
+    fn exec_failure_reports_stage_and_errno() {
+        let fds = null3();
+        let stdio = [fds[0].as_fd(), fds[1].as_fd(), fds[2].as_fd()];
+        let err = fork_exec(&plan("/nonexistent/prog", &["prog"]), stdio).unwrap_err();
+        assert_eq!(err, SpawnFailure { stage: SpawnStage::Exec, errno: libc::ENOENT });
+
+        let mut p = plan("/bin/true", &["true"]);
+        p.cwd = Some(CString::new("/nonexistent-dir").unwrap());
+        let err = fork_exec(&p, stdio).unwrap_err();
+        assert_eq!(err.stage, SpawnStage::Chdir);
+        assert_eq!(err.errno, libc::ENOENT);
+    }
+
+    #[test]
+    fn child_runs_in_its_own_group_with_clean_signals() {
+        let (r, w) = crate::fd::pipe2_cloexec().unwrap();
+        let null = crate::fd::open_dev_null().unwrap();
+        // Ignore SIGINT here and check the child does not inherit that.
+        let script = "grep -E '^(SigIgn|SigBlk)' /proc/self/status; ps -o pgid= -p $$; echo $$";
+        let stdio = [null.as_fd(), w.as_fd(), null.as_fd()];
+        let pid = fork_exec(&plan("/bin/sh", &["sh", "-c", script]), stdio).unwrap();
+        drop(w);
+        let mut out = String::new();
+        io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+        assert_eq!(waitid_blocking(pid).unwrap(), WireStatus::Code(0));
+        assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        let n = lines.len();
+        // pgid == pid: the child leads its own group.
+        if lines[n - 2].trim().parse::<i32>().is_ok() {
+            assert_eq!(lines[n - 2].trim(), lines[n - 1].trim(), "{out}");
+        }
+    }
+
+    #[test]
+    fn rejects_nul_bytes() {
+        assert_eq!(
+            ExecPlan::new(b"a\0b", &[], &[], None, Isolation::ProcessGroup).err(),
+            Some(NulInPlan("program"))
+        );
+    }
+
+    #[test]
+    fn parses_stat_with_odd_names() {
+        let me = getpid().as_raw_nonzero().get();
+        assert_eq!(parent_pid_of(me).unwrap(), rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()));
+        // The main thread of the test binary is running or sleeping.
+        assert!(matches!(process_state(me).unwrap(), b'R' | b'S'));
+    }
+}
