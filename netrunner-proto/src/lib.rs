@@ -253,7 +253,7 @@ impl SpawnStage {
 }
 
 /// How the child ended, exactly as `waitid` reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WireStatus {
     /// Normal exit with this code.
     Code(i32),

@@ -1,0 +1,231 @@
+//! The spawn sequence: pipes, socket, shepherd, request, and the answer.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use netrunner_proto::{
+    Encode, Isolation, SpawnRequest, SpawnStage, StdioSpec, ToShepherd, PROTOCOL_VERSION,
+};
+use netrunner_sys::{fd, socket};
+
+use crate::command::{Prepared, Stdio, StdioMode};
+use crate::error::ShepherdError;
+use crate::machine::{ChildMachine, Event};
+use crate::{shepherd_exe, Command, Error};
+
+/// How a command's streams are set up for one launch.
+#[derive(Debug, Clone, Copy)]
+pub struct StdioPlan {
+    /// stdin, stdout, stderr.
+    pub modes: [Stdio; 3],
+    /// stderr goes wherever stdout goes.
+    pub stderr_to_stdout: bool,
+}
+
+/// A started child: our ends of its pipes and the link to its shepherd.
+#[derive(Debug)]
+pub struct Launched {
+    /// The state machine, already past `Started`.
+    pub machine: ChildMachine,
+    /// Our end of the shepherd socket, non-blocking.
+    pub socket: OwnedFd,
+    /// The shepherd process (our child; it must be reaped).
+    pub shepherd: std::process::Child,
+    /// Write end of the command's stdin, non-blocking.
+    pub stdin: Option<OwnedFd>,
+    /// Read end of the command's stdout, non-blocking.
+    pub stdout: Option<OwnedFd>,
+    /// Read end of the command's stderr, non-blocking.
+    pub stderr: Option<OwnedFd>,
+}
+
+/// What the child gets for one stream, and what we keep.
+struct Slot {
+    spec: StdioSpec,
+    ours: Option<OwnedFd>,
+}
+
+/// Runs the spawn sequence of DESIGN.md for `cmd` with stream plan `plan`.
+///
+/// Returns only once the command has exec'd, or with an error after which
+/// nothing is left running: an exec failure is [`Error::Spawn`] carrying the
+/// real OS error, never an exit status.
+pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
+    let prepared = cmd.prepare()?;
+    let source = shepherd_exe::locate(cmd.shepherd_path.as_deref())?;
+
+    // Descriptors for the child travel with the request; `passed` holds them
+    // until it is sent, then they are closed here.
+    let mut passed: Vec<OwnedFd> = Vec::new();
+    let mut slot = |mode: StdioMode, index: i32| -> io::Result<Slot> {
+        Ok(match mode {
+            StdioMode::Null => Slot { spec: StdioSpec::Null, ours: None },
+            StdioMode::Inherit => match fd::stdio_fd(index) {
+                Some(own) => {
+                    passed.push(fd::fcntl_dupfd_cloexec(own, 3)?);
+                    Slot { spec: StdioSpec::Passed((passed.len() - 1) as u8), ours: None }
+                }
+                None => Slot { spec: StdioSpec::Null, ours: None },
+            },
+            StdioMode::Piped => {
+                let (read, write) = fd::pipe2_cloexec()?;
+                let (child_end, our_end) = if index == 0 { (read, write) } else { (write, read) };
+                fd::set_nonblocking(our_end.as_fd(), true)?;
+                passed.push(child_end);
+                Slot { spec: StdioSpec::Passed((passed.len() - 1) as u8), ours: Some(our_end) }
+            }
+        })
+    };
+    let stdin = slot(plan.modes[0].mode(), 0)?;
+    let stdout = slot(plan.modes[1].mode(), 1)?;
+    let stderr = if plan.stderr_to_stdout {
+        Slot { spec: stdout.spec, ours: None }
+    } else {
+        slot(plan.modes[2].mode(), 2)?
+    };
+
+    let request = SpawnRequest {
+        program: prepared.path.clone(),
+        argv: prepared.argv.clone(),
+        env: prepared.env.clone(),
+        cwd: prepared.cwd.clone(),
+        stdio: [stdin.spec, stdout.spec, stderr.spec],
+        isolation: Isolation::ProcessGroup,
+        kill_timeout_ms: duration_ms(cmd.kill_timeout),
+        timeout_ms: cmd.timeout.map(duration_ms),
+        pty: None,
+        cgroup: None,
+        rlimits: Vec::new(),
+    };
+    let mut frames = ToShepherd::Hello { version: PROTOCOL_VERSION }.to_frame();
+    ToShepherd::Spawn(Box::new(request)).encode(&mut frames);
+
+    let (ours, theirs) = socket::socketpair_stream()?;
+    let mut shepherd = start_shepherd(source.path(), theirs)?;
+    let handshake = send_request(ours.as_fd(), &frames, &passed).and_then(|()| {
+        drop(passed);
+        await_start(ours.as_fd())
+    });
+    match handshake {
+        Ok(Start::Started { machine }) => {
+            fd::set_nonblocking(ours.as_fd(), true)?;
+            Ok(Launched {
+                machine,
+                socket: ours,
+                shepherd,
+                stdin: stdin.ours,
+                stdout: stdout.ours,
+                stderr: stderr.ours,
+            })
+        }
+        Ok(Start::Failed { stage, errno }) => {
+            // The shepherd exits right after reporting; reap it now.
+            let _ = shepherd.wait();
+            Err(spawn_error(&prepared, stage, errno))
+        }
+        Err(e) => {
+            // Half-started: make sure nothing stays behind. Closing our end
+            // makes the shepherd take down anything it started.
+            drop(ours);
+            let _ = shepherd.kill();
+            let _ = shepherd.wait();
+            Err(e)
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn start_shepherd(path: &std::path::Path, socket: OwnedFd) -> Result<std::process::Child, Error> {
+    let mut attempts = 0;
+    loop {
+        let result = std::process::Command::new(path)
+            .stdin(std::process::Stdio::from(socket.try_clone()?))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        match result {
+            Ok(child) => return Ok(child),
+            // While another thread forks, its child briefly holds a copy of
+            // any descriptor open for writing, including the memfd during
+            // the one-time embedding; exec then fails with ETXTBSY. Retry.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(source) => {
+                return Err(ShepherdError::Launch { path: path.to_owned(), source }.into());
+            }
+        }
+    }
+}
+
+fn send_request(sock: BorrowedFd<'_>, frames: &[u8], passed: &[OwnedFd]) -> Result<(), Error> {
+    let borrowed: Vec<BorrowedFd<'_>> = passed.iter().map(|f| f.as_fd()).collect();
+    let mut sent = socket::sendmsg_with_fds(sock, frames, &borrowed).map_err(lost_if_pipe)?;
+    while sent < frames.len() {
+        sent += socket::send(sock, &frames[sent..]).map_err(lost_if_pipe)?;
+    }
+    Ok(())
+}
+
+fn lost_if_pipe(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset {
+        ShepherdError::Lost.into()
+    } else {
+        e.into()
+    }
+}
+
+enum Start {
+    Started { machine: ChildMachine },
+    Failed { stage: SpawnStage, errno: i32 },
+}
+
+fn await_start(sock: BorrowedFd<'_>) -> Result<Start, Error> {
+    let started_at = Instant::now();
+    let mut machine = ChildMachine::new(started_at);
+    let mut buf = [0u8; 512];
+    loop {
+        let n = loop {
+            match rustix::io::read(sock, &mut buf) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => break other.map_err(io::Error::from).map_err(lost_if_pipe)?,
+            }
+        };
+        if n == 0 {
+            return Err(ShepherdError::Lost.into());
+        }
+        machine.handle_bytes(Instant::now(), &buf[..n]);
+        // Started always comes first; an Exited that arrived in the same
+        // read stays queued in the machine for the front end.
+        match machine.poll_event() {
+            Some(Event::Started { .. }) => return Ok(Start::Started { machine }),
+            Some(Event::SpawnFailed { stage, errno }) => return Ok(Start::Failed { stage, errno }),
+            Some(Event::Lost(e)) => return Err(e.into()),
+            Some(Event::Exited(_)) => return Err(ShepherdError::Lost.into()),
+            None => {}
+        }
+    }
+}
+
+/// A stage of the child's setup failed before or at exec.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {}", .stage.describe(), .os)]
+struct StageError {
+    stage: SpawnStage,
+    os: io::Error,
+}
+
+fn spawn_error(prepared: &Prepared, stage: SpawnStage, errno: i32) -> Error {
+    let os = io::Error::from_raw_os_error(errno);
+    let source = if stage == SpawnStage::Exec {
+        os
+    } else {
+        io::Error::new(os.kind(), StageError { stage, os })
+    };
+    Error::Spawn { program: prepared.program.clone(), source }
+}

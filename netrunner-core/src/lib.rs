@@ -1,0 +1,42 @@
+//! The runtime-agnostic core of netrunner.
+//!
+//! Everything the front ends share lives here once: the [`Command`] builder
+//! and its validation, finding and launching the shepherd ([`launch`]), the
+//! per-child state machine ([`machine`], sans-IO), output collection under a
+//! cap ([`collect`]), statistics, exit statuses, errors, and reaping of
+//! shepherds nobody waits for ([`reaper`]).
+//!
+//! Front ends (`netrunner-blocking`, `netrunner-tokio`) own the I/O: they
+//! wait for readiness on the descriptors in [`launch::Launched`], feed what
+//! they read into the machine, and write what it asks them to.
+#![forbid(unsafe_code)]
+
+pub mod collect;
+pub mod command;
+pub mod error;
+pub mod exit;
+pub mod launch;
+pub mod machine;
+pub mod reaper;
+pub mod shepherd_exe;
+pub mod stats;
+
+pub use command::{Command, FrontEnd, Stdio, StdioMode};
+pub use error::{Error, ShepherdError};
+pub use exit::ExitStatus;
+pub use netrunner_proto::SignalTarget;
+pub use netrunner_sys::{ParseSignalError, Signal};
+pub use stats::Stats;
+
+/// What a finished command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout (or stdout and stderr, merged).
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// What it did and cost.
+    pub stats: Stats,
+}

@@ -1,0 +1,325 @@
+//! The shepherd's event loop: socket, signals and one deadline, all in `poll`.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use netrunner_proto::{
+    Encode, FrameDecoder, FromShepherd, Rusage, SignalTarget, SpawnRequest, SpawnStage,
+    StdioSpec, ToShepherd, WireStatus, PROTOCOL_VERSION,
+};
+use netrunner_sys::process::{self, ExecPlan, Pid};
+use netrunner_sys::signalfd::SignalFd;
+use netrunner_sys::{fd, socket, Signal};
+use rustix::event::{PollFd, PollFlags};
+
+use crate::watchdog::{Action, Cause, Watchdog};
+
+/// Exit code when the shepherd could not even talk to its owner.
+const EXIT_SETUP_FAILED: i32 = 70;
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    match run() {
+        Ok(()) => 0,
+        Err(_) => EXIT_SETUP_FAILED,
+    }
+}
+
+struct Link {
+    sock: OwnedFd,
+    decoder: FrameDecoder,
+    /// Descriptors that arrived with the spawn request.
+    fds: Vec<OwnedFd>,
+    /// EOF or an error: the owner is gone and nobody reads our reports.
+    closed: bool,
+}
+
+impl Link {
+    fn send(&mut self, msg: &FromShepherd) {
+        if self.closed {
+            return;
+        }
+        let frame = msg.to_frame();
+        let mut sent = 0;
+        while sent < frame.len() {
+            match socket::send(self.sock.as_fd(), &frame[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The owner is not reading; wait for room rather than
+                    // drop a report. Bounded: our frames are tiny.
+                    let mut pfd = [PollFd::new(&self.sock, PollFlags::OUT)];
+                    let _ = rustix::event::poll(&mut pfd, None);
+                }
+                Err(_) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads what is available; returns the messages decoded.
+    fn receive(&mut self) -> Vec<ToShepherd> {
+        let mut buf = [0u8; 8192];
+        let mut out = Vec::new();
+        match socket::recvmsg_with_fds(self.sock.as_fd(), &mut buf, &mut self.fds) {
+            Ok(0) => self.closed = true,
+            Ok(n) => {
+                self.decoder.push(&buf[..n]);
+                loop {
+                    match self.decoder.next::<ToShepherd>() {
+                        Ok(Some(msg)) => out.push(msg),
+                        Ok(None) => break,
+                        // A peer that breaks the protocol is treated as gone.
+                        Err(_) => {
+                            self.closed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => self.closed = true,
+        }
+        out
+    }
+}
+
+fn run() -> io::Result<()> {
+    // Nothing above fd 2 belongs to us except what the owner leaked by
+    // mistake; close it so no pipe of theirs is held open by us or our child.
+    fd::close_inherited_fds(3)?;
+    let stdin = fd::stdio_fd(0).ok_or_else(|| io::Error::other("no socket on fd 0"))?;
+    let sock = fd::fcntl_dupfd_cloexec(stdin, 3)?;
+    // fd 0 goes back to /dev/null so that 0..=2 stay occupied and every
+    // descriptor we receive is numbered >= 3 (see `fork_exec`).
+    let null = fd::open_dev_null()?;
+    rustix::stdio::dup2_stdin(&null)?;
+
+    let mut link = Link {
+        sock,
+        decoder: FrameDecoder::new(),
+        fds: Vec::new(),
+        closed: false,
+    };
+    link.send(&FromShepherd::Hello {
+        version: PROTOCOL_VERSION,
+    });
+
+    #[cfg(target_os = "linux")]
+    process::set_child_subreaper()?;
+    let mut signals = SignalFd::block_and_open(&[Signal::CHILD, Signal::TERM, Signal::INT, Signal::HUP])?;
+
+    let request = loop {
+        let mut pfd = [PollFd::new(&link.sock, PollFlags::IN)];
+        match rustix::event::poll(&mut pfd, None) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => other?,
+        };
+        let mut msgs = link.receive().into_iter();
+        if let Some(ToShepherd::Spawn(req)) = msgs.next() {
+            break req;
+        }
+        if link.closed {
+            return Ok(());
+        }
+    };
+
+    let leader = match start_child(&request, &link.fds, &null) {
+        Ok(pid) => pid,
+        Err(failure) => {
+            link.send(&FromShepherd::SpawnFailed {
+                stage: failure.stage,
+                errno: failure.errno,
+            });
+            return Ok(());
+        }
+    };
+    // The child has its copies; closing ours makes closing stdin purely the
+    // owner's act and lets EOF on stdout mean the child's side is done.
+    link.fds.clear();
+    drop(null);
+    link.send(&FromShepherd::Started {
+        pid: leader.as_raw_nonzero().get() as u32,
+    });
+    fd::set_nonblocking(link.sock.as_fd(), true)?;
+
+    let mut watchdog = Watchdog::new(
+        Instant::now(),
+        Duration::from_millis(request.kill_timeout_ms),
+        request.timeout_ms.map(Duration::from_millis),
+    );
+    let mut tree = Tree {
+        leader,
+        exited: None,
+    };
+    if link.closed {
+        watchdog.handle_terminate(Instant::now(), Cause::OwnerGone);
+    }
+
+    loop {
+        // Take stock: has the leader exited, who else is left?
+        if tree.exited.is_none() {
+            tree.exited = process::waitid_peek(leader)?;
+        }
+        let kill_newcomers = watchdog.killing().then_some(Signal::KILL);
+        let others = tree.sweep(kill_newcomers);
+        if tree.exited.is_some() {
+            if others == 0 {
+                break;
+            }
+            watchdog.handle_terminate(Instant::now(), Cause::LeaderExited);
+        }
+        while let Some(action) = watchdog.poll_action() {
+            tree.signal_all(match action {
+                Action::Terminate => Signal::TERM,
+                Action::Kill => Signal::KILL,
+            });
+        }
+
+        let timeout = watchdog
+            .poll_timeout()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        let timespec = timeout.map(|d| rustix::event::Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        });
+        let (sock_ready, sig_ready) = {
+            let mut pfds = vec![PollFd::new(&signals, PollFlags::IN)];
+            if !link.closed {
+                pfds.push(PollFd::new(&link.sock, PollFlags::IN));
+            }
+            match rustix::event::poll(&mut pfds, timespec.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let sig_ready = !pfds[0].revents().is_empty();
+            let sock_ready = pfds.get(1).is_some_and(|p| !p.revents().is_empty());
+            (sock_ready, sig_ready)
+        };
+        let now = Instant::now();
+
+        if sig_ready {
+            while let Some(sig) = signals.read()? {
+                if sig != Signal::CHILD {
+                    // Never die and orphan the child: escalate instead.
+                    watchdog.handle_terminate(now, Cause::ShepherdSignalled);
+                }
+            }
+        }
+        if sock_ready {
+            for msg in link.receive() {
+                match msg {
+                    ToShepherd::Signal { signal, target } => {
+                        if let Some(sig) = Signal::from_raw(signal) {
+                            tree.signal(sig, target);
+                        }
+                    }
+                    ToShepherd::Terminate => watchdog.handle_terminate(now, Cause::Requested),
+                    ToShepherd::Kill => watchdog.handle_kill(now),
+                    // No pty support yet: the library refuses before sending.
+                    ToShepherd::SetWindowSize { .. } => {}
+                    ToShepherd::Hello { .. } | ToShepherd::Spawn(_) => {}
+                }
+            }
+            if link.closed {
+                watchdog.handle_terminate(now, Cause::OwnerGone);
+            }
+        }
+        watchdog.handle_time(now);
+    }
+
+    // Only the leader's zombie is left: reap it, which unpins its pid.
+    let status = process::waitid_blocking(leader)?;
+    let rusage = process::getrusage_children().unwrap_or(Rusage::default());
+    link.send(&FromShepherd::Exited {
+        status,
+        rusage,
+        timed_out: watchdog.timed_out(),
+    });
+    Ok(())
+}
+
+fn start_child(
+    req: &SpawnRequest,
+    passed: &[OwnedFd],
+    null: &OwnedFd,
+) -> Result<Pid, process::SpawnFailure> {
+    let request_error = |errno| process::SpawnFailure {
+        stage: SpawnStage::Request,
+        errno,
+    };
+    if req.pty.is_some() || req.cgroup.is_some() || !req.rlimits.is_empty() {
+        return Err(request_error(rustix::io::Errno::OPNOTSUPP.raw_os_error()));
+    }
+    let mut stdio: [BorrowedFd<'_>; 3] = [null.as_fd(), null.as_fd(), null.as_fd()];
+    for (slot, spec) in stdio.iter_mut().zip(req.stdio) {
+        if let StdioSpec::Passed(i) = spec {
+            *slot = passed
+                .get(usize::from(i))
+                .ok_or_else(|| request_error(rustix::io::Errno::BADF.raw_os_error()))?
+                .as_fd();
+        }
+    }
+    let plan = ExecPlan::new(
+        &req.program,
+        &req.argv,
+        &req.env,
+        req.cwd.as_deref(),
+        req.isolation,
+    )
+    .map_err(|_| request_error(rustix::io::Errno::INVAL.raw_os_error()))?;
+    process::fork_exec(&plan, stdio)
+}
+
+/// The child and every descendant that re-parented to us.
+struct Tree {
+    leader: Pid,
+    /// Set once the leader has exited; it stays an unreaped zombie until the
+    /// very end, which pins its pid and so its process-group id: signalling
+    /// `-leader` can never reach a stranger's group that reused the number.
+    exited: Option<WireStatus>,
+}
+
+impl Tree {
+    fn signal(&self, sig: Signal, target: SignalTarget) {
+        let _ = match target {
+            SignalTarget::Group => process::kill_process_group(self.leader, sig),
+            SignalTarget::Leader => process::kill(self.leader, sig),
+        };
+    }
+
+    fn signal_all(&self, sig: Signal) {
+        // Group and session isolation both make the leader's pid the pgid.
+        self.signal(sig, SignalTarget::Group);
+        self.sweep(Some(sig));
+    }
+
+    /// Reaps adopted descendants that have exited, signals the rest with
+    /// `sig`, and returns how many (besides the leader) are still there.
+    ///
+    /// Each pid comes from our own children list and is unreaped when we
+    /// signal it, so it cannot have been recycled.
+    fn sweep(&self, sig: Option<Signal>) -> usize {
+        let Ok(children) = process::child_pids() else {
+            // Without a children list we cannot prove anything is left; the
+            // group signal still covers the common case.
+            return 0;
+        };
+        let mut alive = 0;
+        for pid in children {
+            if pid == self.leader {
+                continue;
+            }
+            if let Ok(Some(_)) = process::waitid_reap(pid) {
+                continue;
+            }
+            alive += 1;
+            if let Some(sig) = sig {
+                let _ = process::kill(pid, sig);
+            }
+        }
+        alive
+    }
+}
