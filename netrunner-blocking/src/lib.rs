@@ -1,0 +1,660 @@
+//! Run child processes from blocking Rust code, safely.
+//!
+//! Every command runs under its own shepherd process, which takes down the
+//! command's whole process tree — SIGTERM, a grace period, SIGKILL — when the
+//! [`Child`] is dropped, when the timeout expires, or when this process dies
+//! for any reason, SIGKILL included. Output is read on demand with
+//! backpressure, [`Command::output`] drains stdout and stderr at once so no
+//! size deadlocks, and exec failures are errors, never "exit 127".
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use netrunner_blocking::Command;
+//!
+//! let out = Command::new("echo").arg("hello").output()?;
+//! assert_eq!(out.stdout, b"hello\n");
+//!
+//! let slow = Command::new("sleep").arg("100").timeout(Duration::from_millis(300)).output();
+//! assert!(matches!(slow, Err(netrunner_blocking::Error::Timeout { .. })));
+//! # Ok::<(), netrunner_blocking::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netrunner_core::collect::{Collector, Feeder};
+use netrunner_core::launch::{launch, Launched, StdioPlan};
+use netrunner_core::machine::{ChildMachine, Event, ExitInfo};
+use netrunner_core::stats::{IoCounters, StreamKind};
+use netrunner_core::{reaper, FrontEnd, SignalTarget};
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+pub use netrunner_core::{Error, ExitStatus, Output, ParseSignalError, ShepherdError, Signal, Stats, Stdio};
+
+/// A command to run; see [`netrunner_core::Command`] for every builder method.
+pub type Command = netrunner_core::Command<Blocking>;
+
+/// The blocking front end: makes [`Command`]'s `output()`, `status()`,
+/// `spawn()` and `stream()` return plain `Result`s.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocking;
+
+/// How long `output()` keeps reading after the exit report when a pipe has
+/// not reached EOF: only a process outside the tree (one handed the pipe
+/// over a socket, say) can still hold it, and we do not wait for strangers.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+/// Bytes read per `read` call when collecting.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl FrontEnd for Blocking {
+    type Child = Child;
+    type Output = Result<Output, Error>;
+    type Status = Result<ExitStatus, Error>;
+    type Stream = Stream;
+
+    fn spawn(cmd: &Command) -> Result<Child, Error> {
+        let plan = StdioPlan {
+            modes: [
+                cmd.stdio_or(0, Stdio::inherit()),
+                cmd.stdio_or(1, Stdio::inherit()),
+                cmd.stdio_or(2, Stdio::inherit()),
+            ],
+            stderr_to_stdout: cmd.get_stderr_to_stdout(),
+        };
+        Ok(Child::from_launched(launch(cmd, plan)?))
+    }
+
+    fn output(cmd: &Command) -> Result<Output, Error> {
+        collect_output(cmd)
+    }
+
+    fn status(cmd: &Command) -> Result<ExitStatus, Error> {
+        let mut child = Self::spawn(cmd)?;
+        let status = child.wait()?;
+        let exit = *child.link.machine.exit().ok_or(ShepherdError::Lost)?;
+        if exit.timed_out {
+            return Err(Error::Timeout {
+                partial: Box::new(Output { status, stdout: Vec::new(), stderr: Vec::new(), stats: child.stats() }),
+            });
+        }
+        Ok(status)
+    }
+
+    fn stream(cmd: &Command) -> Result<Stream, Error> {
+        let plan = StdioPlan {
+            modes: [
+                cmd.stdio_or(0, Stdio::null()),
+                Stdio::piped(),
+                cmd.stdio_or(2, Stdio::inherit()),
+            ],
+            stderr_to_stdout: cmd.get_stderr_to_stdout(),
+        };
+        let mut child = Child::from_launched(launch(cmd, plan)?);
+        let stdout = child.stdout.take();
+        Ok(Stream { child, stdout, limit: cmd.get_max_output(), remaining: cmd.get_max_output(), limit_hit: false })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Readiness helpers
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) }
+}
+
+/// Waits until `fd` is ready for `flags` or `timeout` passes; returns readiness.
+fn wait_ready(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut pfd = [PollFd::new(&fd, flags)];
+    let ts = timeout.map(timespec);
+    loop {
+        match rustix::event::poll(&mut pfd, ts.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One non-blocking pipe end, with blocking `Read`/`Write` built on `poll`.
+struct Pipe {
+    fd: OwnedFd,
+    kind: StreamKind,
+    counters: Arc<IoCounters>,
+}
+
+impl Pipe {
+    /// One non-blocking read; `Ok(None)` when no data is ready.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            match rustix::io::read(&self.fd, &mut *buf) {
+                Ok(n) => {
+                    self.counters.record(self.kind, n);
+                    return Ok(Some(n));
+                }
+                Err(rustix::io::Errno::AGAIN) => return Ok(None),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// One non-blocking write; `Ok(None)` when the pipe is full.
+    fn try_write(&self, buf: &[u8]) -> io::Result<Option<usize>> {
+        loop {
+            match rustix::io::write(&self.fd, buf) {
+                Ok(n) => {
+                    self.counters.record(self.kind, n);
+                    return Ok(Some(n));
+                }
+                Err(rustix::io::Errno::AGAIN) => return Ok(None),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn read_blocking(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(n) = self.try_read(buf)? {
+                return Ok(n);
+            }
+            wait_ready(self.fd.as_fd(), PollFlags::IN, None)?;
+        }
+    }
+
+    fn write_blocking(&self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            if let Some(n) = self.try_write(buf)? {
+                return Ok(n);
+            }
+            wait_ready(self.fd.as_fd(), PollFlags::OUT, None)?;
+        }
+    }
+}
+
+macro_rules! pipe_handle {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name(Pipe);
+
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.0.fd.as_fd()
+            }
+        }
+
+        impl AsRawFd for $name {
+            fn as_raw_fd(&self) -> RawFd {
+                self.0.fd.as_raw_fd()
+            }
+        }
+
+        impl From<$name> for OwnedFd {
+            /// The descriptor, still non-blocking; bytes moved through it
+            /// from here on are not counted in [`Stats`].
+            fn from(handle: $name) -> OwnedFd {
+                handle.0.fd
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.0.fd).finish()
+            }
+        }
+    };
+}
+
+pipe_handle!(
+    /// The command's stdin. Dropping it closes the pipe: the command reads EOF.
+    ChildStdin
+);
+pipe_handle!(
+    /// The command's stdout.
+    ChildStdout
+);
+pipe_handle!(
+    /// The command's stderr.
+    ChildStderr
+);
+
+impl Write for ChildStdin {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_blocking(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for ChildStdout {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_blocking(buf)
+    }
+}
+
+impl Read for ChildStderr {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_blocking(buf)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child
+
+/// The link to a child's shepherd: the socket, the state machine, and the
+/// shepherd process to reap.
+struct Link {
+    machine: ChildMachine,
+    socket: Option<OwnedFd>,
+    shepherd: Option<std::process::Child>,
+    counters: Arc<IoCounters>,
+}
+
+impl Link {
+    /// Writes whatever the machine wants sent.
+    fn flush(&mut self) -> Result<(), Error> {
+        let Some(sock) = &self.socket else { return Ok(()) };
+        while let Some(bytes) = self.machine.poll_transmit() {
+            let mut sent = 0;
+            while sent < bytes.len() {
+                match netrunner_sys::socket::send(sock.as_fd(), &bytes[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait_ready(sock.as_fd(), PollFlags::OUT, None)?;
+                    }
+                    // The shepherd is gone; reading will report how.
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+                    Err(e) => {
+                        self.machine.unsent(&bytes[sent..]);
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads everything the socket has now and feeds the machine.
+    /// Returns an error if the shepherd was lost.
+    fn receive(&mut self) -> Result<(), Error> {
+        let mut buf = [0u8; 1024];
+        while let Some(sock) = &self.socket {
+            match rustix::io::read(sock, &mut buf) {
+                Ok(0) => {
+                    self.machine.handle_eof(Instant::now());
+                    self.socket = None;
+                }
+                Ok(n) => self.machine.handle_bytes(Instant::now(), &buf[..n]),
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(io::Error::from(e).into()),
+            }
+        }
+        let mut lost = None;
+        while let Some(event) = self.machine.poll_event() {
+            match event {
+                Event::Exited(_) => {
+                    // The shepherd exits right after reporting.
+                    if let Some(shepherd) = self.shepherd.take() {
+                        reaper::reap(shepherd);
+                    }
+                }
+                Event::Lost(e) => lost = Some(e),
+                Event::Started { .. } | Event::SpawnFailed { .. } => {}
+            }
+        }
+        if let Some(e) = lost {
+            if let Some(shepherd) = self.shepherd.take() {
+                reaper::reap(shepherd);
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` (forever if `None`) for news from the shepherd.
+    fn pump(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.flush()?;
+        if let Some(sock) = &self.socket {
+            if !self.machine.is_finished() {
+                wait_ready(sock.as_fd(), PollFlags::IN, timeout)?;
+            }
+        }
+        self.receive()
+    }
+
+    fn status(&self) -> Result<Option<ExitStatus>, Error> {
+        match self.machine.exit() {
+            Some(info) => Ok(Some(info.status)),
+            None if self.machine.is_finished() => Err(ShepherdError::Lost.into()),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Closing the socket is the signal: a shepherd whose command still
+        // runs takes the whole tree down (SIGTERM, grace, SIGKILL) on EOF.
+        self.socket = None;
+        if let Some(shepherd) = self.shepherd.take() {
+            reaper::reap(shepherd);
+        }
+    }
+}
+
+/// A running command.
+///
+/// Dropping it never blocks: if the command is still running, its shepherd
+/// terminates the whole tree (SIGTERM, `kill_timeout`, SIGKILL) on its own.
+pub struct Child {
+    /// The command's stdin, if piped.
+    pub stdin: Option<ChildStdin>,
+    /// The command's stdout, if piped.
+    pub stdout: Option<ChildStdout>,
+    /// The command's stderr, if piped.
+    pub stderr: Option<ChildStderr>,
+    link: Link,
+}
+
+impl fmt::Debug for Child {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Child")
+            .field("pid", &self.id())
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Child {
+    fn from_launched(l: Launched) -> Self {
+        let counters = Arc::new(IoCounters::default());
+        let pipe = |fd: OwnedFd, kind| Pipe { fd, kind, counters: counters.clone() };
+        Child {
+            stdin: l.stdin.map(|fd| ChildStdin(pipe(fd, StreamKind::Stdin))),
+            stdout: l.stdout.map(|fd| ChildStdout(pipe(fd, StreamKind::Stdout))),
+            stderr: l.stderr.map(|fd| ChildStderr(pipe(fd, StreamKind::Stderr))),
+            link: Link { machine: l.machine, socket: Some(l.socket), shepherd: Some(l.shepherd), counters },
+        }
+    }
+
+    /// The command's pid (not the shepherd's).
+    pub fn id(&self) -> u32 {
+        self.link.machine.pid().unwrap_or(0)
+    }
+
+    /// Sends `sig` to the command's whole process group. A no-op once it has exited.
+    pub fn signal(&mut self, sig: Signal) -> Result<(), Error> {
+        self.link.machine.signal(sig, SignalTarget::Group);
+        self.link.flush()
+    }
+
+    /// SIGTERM to the tree now, SIGKILL after `kill_timeout`. Does not block.
+    pub fn terminate(&mut self) -> Result<(), Error> {
+        self.link.machine.terminate();
+        self.link.flush()
+    }
+
+    /// SIGKILL to the whole tree now. Does not block.
+    pub fn kill(&mut self) -> Result<(), Error> {
+        self.link.machine.kill();
+        self.link.flush()
+    }
+
+    /// Waits for the command and everything it started to be gone.
+    ///
+    /// Closes our end of stdin first, as `std` does, so a command reading
+    /// its input to EOF can finish.
+    pub fn wait(&mut self) -> Result<ExitStatus, Error> {
+        drop(self.stdin.take());
+        loop {
+            if let Some(status) = self.link.status()? {
+                return Ok(status);
+            }
+            self.link.pump(None)?;
+        }
+    }
+
+    /// The exit status if the command has finished, without blocking.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, Error> {
+        if self.link.status()?.is_none() {
+            self.link.flush()?;
+            self.link.receive()?;
+        }
+        self.link.status()
+    }
+
+    /// Waits at most `timeout` for the command to finish.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.link.status()? {
+                return Ok(Some(status));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.link.pump(Some(left))?;
+        }
+    }
+
+    /// Statistics so far (CPU time and peak memory once the command has exited).
+    pub fn stats(&self) -> Stats {
+        self.link.machine.stats(Instant::now(), &self.link.counters)
+    }
+
+    fn exit_info(&self) -> Result<ExitInfo, Error> {
+        self.link.machine.exit().copied().ok_or_else(|| ShepherdError::Lost.into())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// output()
+
+fn collect_output(cmd: &Command) -> Result<Output, Error> {
+    let input = cmd.get_input().map(<[u8]>::to_vec);
+    let plan = StdioPlan {
+        modes: [
+            cmd.stdio_or(0, if input.is_some() { Stdio::piped() } else { Stdio::null() }),
+            cmd.stdio_or(1, Stdio::piped()),
+            cmd.stdio_or(2, Stdio::piped()),
+        ],
+        stderr_to_stdout: cmd.get_stderr_to_stdout(),
+    };
+    let mut child = Child::from_launched(launch(cmd, plan)?);
+    let mut feeder = Feeder::new(input.unwrap_or_default());
+    let mut stdin = child.stdin.take().map(|s| s.0).filter(|_| !feeder.is_done());
+    let mut readers: [Option<Pipe>; 2] = [child.stdout.take().map(|s| s.0), child.stderr.take().map(|s| s.0)];
+    let mut collector = Collector::new(cmd.get_max_output());
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut limit_handled = false;
+
+    loop {
+        child.link.receive()?;
+        let exited = child.link.machine.is_finished();
+        if exited && readers.iter().all(Option::is_none) {
+            break;
+        }
+        if collector.limit_hit() && !limit_handled {
+            // Stop reading: closing our ends makes further writes fail
+            // (EPIPE/SIGPIPE) while the shepherd terminates the tree.
+            limit_handled = true;
+            readers = [None, None];
+            stdin = None;
+            child.terminate()?;
+            continue;
+        }
+
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4);
+        if let Some(s) = &stdin {
+            fds.push(PollFd::new(&s.fd, PollFlags::OUT));
+        }
+        for r in readers.iter().flatten() {
+            fds.push(PollFd::new(&r.fd, PollFlags::IN));
+        }
+        let sock = child.link.socket.as_ref().filter(|_| !exited);
+        if let Some(sock) = sock {
+            fds.push(PollFd::new(sock, PollFlags::IN));
+        }
+        let timeout = exited.then(|| timespec(DRAIN_AFTER_EXIT));
+        let ready = loop {
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => break other.map_err(io::Error::from)?,
+            }
+        };
+        drop(fds);
+        if ready == 0 && exited {
+            // Nothing arrived for a while after the whole tree was reaped.
+            break;
+        }
+
+        if let Some(s) = &stdin {
+            match s.try_write(&feeder.pending()[..feeder.pending().len().min(READ_CHUNK)]) {
+                Ok(Some(n)) => feeder.advance(n),
+                Ok(None) => {}
+                // The command closed its stdin: it wants no more input.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => feeder.advance(usize::MAX),
+                Err(e) => return Err(e.into()),
+            }
+            if feeder.is_done() {
+                stdin = None;
+            }
+        }
+        for slot in readers.iter_mut() {
+            let Some(r) = slot else { continue };
+            // A bounded number of reads per wake-up keeps stdin and the
+            // other stream served under a firehose.
+            for _ in 0..8 {
+                match r.try_read(&mut buf)? {
+                    None => break,
+                    Some(0) => {
+                        *slot = None;
+                        break;
+                    }
+                    Some(n) => {
+                        if !collector.push(r.kind, &buf[..n]) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    drop(stdin);
+    let exit = loop {
+        if child.link.machine.is_finished() {
+            break child.exit_info()?;
+        }
+        child.link.pump(None)?;
+    };
+    let stats = child.stats();
+    collector.finish(&exit, stats)
+}
+
+// ---------------------------------------------------------------------------
+// stream()
+
+/// The command's stdout as an iterator of chunks, as they arrive.
+///
+/// Reading is on demand: a consumer that stops pulling stops the command
+/// once the pipe fills. Dropping the stream early kills the command's tree.
+/// With [`Command::max_output`], after exactly that many bytes the command is
+/// terminated, the stream yields one `FileTooLarge` error and ends, and
+/// [`Stream::finish`] returns [`Error::OutputLimit`].
+pub struct Stream {
+    child: Child,
+    stdout: Option<ChildStdout>,
+    /// `max_output`.
+    limit: Option<usize>,
+    /// Bytes still allowed under it.
+    remaining: Option<usize>,
+    limit_hit: bool,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream").field("child", &self.child).finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    /// The running command.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Reads (and discards) the rest of stdout, then waits for the command.
+    ///
+    /// Returns [`Error::Timeout`] if the command's timeout fired, and
+    /// [`Error::OutputLimit`] if the stream stopped at `max_output`.
+    pub fn finish(mut self) -> Result<ExitStatus, Error> {
+        if let Some(mut out) = self.stdout.take() {
+            io::copy(&mut out, &mut io::sink())?;
+        }
+        let status = self.child.wait()?;
+        let partial = || {
+            Box::new(Output { status, stdout: Vec::new(), stderr: Vec::new(), stats: self.child.stats() })
+        };
+        if self.child.exit_info()?.timed_out {
+            return Err(Error::Timeout { partial: partial() });
+        }
+        if self.limit_hit {
+            return Err(Error::OutputLimit { partial: partial() });
+        }
+        Ok(status)
+    }
+}
+
+impl Iterator for Stream {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let out = self.stdout.as_mut()?;
+        if self.limit_hit {
+            // Stop reading; closing our end also makes the writer fail.
+            self.stdout = None;
+            let _ = self.child.terminate();
+            let limit = self.limit.unwrap_or(0);
+            return Some(Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("output limit of {limit} bytes reached; the command was terminated"),
+            )));
+        }
+        // Read one byte past the limit so output of exactly the limit is
+        // not mistaken for more.
+        let want = self.remaining.map_or(READ_CHUNK, |r| READ_CHUNK.min(r.saturating_add(1)));
+        let mut buf = vec![0u8; want];
+        match out.read(&mut buf) {
+            Ok(0) => {
+                self.stdout = None;
+                None
+            }
+            Ok(mut n) => {
+                if let Some(remaining) = &mut self.remaining {
+                    if n > *remaining {
+                        n = *remaining;
+                        self.limit_hit = true;
+                    }
+                    *remaining -= n;
+                }
+                if n == 0 {
+                    return self.next();
+                }
+                buf.truncate(n);
+                Some(Ok(buf))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
