@@ -300,9 +300,11 @@ impl Link {
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Exited(_) => {
-                    // The shepherd exits right after reporting.
-                    if let Some(shepherd) = self.shepherd.take() {
-                        reaper::reap(shepherd);
+                    // The shepherd exits right after sending this, so a
+                    // blocking wait for it is brief and keeps the reaper
+                    // thread out of the common path.
+                    if let Some(mut shepherd) = self.shepherd.take() {
+                        let _ = shepherd.wait();
                     }
                 }
                 Event::Lost(e) => lost = Some(e),

@@ -1,0 +1,117 @@
+//! Shared helpers for netrunner's integration tests: observing real processes.
+//!
+//! Everything here looks at the kernel's view (`kill(pid, 0)`, `/proc`), never
+//! at netrunner's own bookkeeping, so a test cannot pass by agreeing with a bug.
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use netrunner_sys::process::{self, Pid};
+use netrunner_sys::Signal;
+
+/// Whether `pid` names a live (non-zombie) process.
+pub fn alive(pid: u32) -> bool {
+    let Some(p) = Pid::from_raw(pid as i32) else { return false };
+    if !process::process_exists(p) {
+        return false;
+    }
+    !matches!(process::process_state(pid as i32), Ok(b'Z') | Err(_))
+}
+
+/// Whether `pid` is gone entirely: no process and no zombie.
+pub fn gone(pid: u32) -> bool {
+    Pid::from_raw(pid as i32).is_none_or(|p| !process::process_exists(p))
+}
+
+/// Waits until every pid in `pids` is gone (no process, no zombie), or
+/// `limit` passes. Returns the pids still present.
+pub fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Direct children of this process that are zombies.
+pub fn zombie_children() -> Vec<u32> {
+    process::child_pids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| p.as_raw_nonzero().get() as u32)
+        .filter(|&p| matches!(process::process_state(p as i32), Ok(b'Z')))
+        .collect()
+}
+
+/// Open descriptors of this process.
+pub fn open_fds() -> usize {
+    netrunner_sys::fd::count_open_fds().expect("/proc/self/fd is readable")
+}
+
+/// Waits until `f` holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills the listed pids on drop, if they still run `expected` (by
+/// `/proc/<pid>/cmdline`), so a failing test leaves nothing behind and never
+/// hits a recycled pid.
+pub struct KillOnDrop {
+    pids: Vec<u32>,
+    expected: &'static str,
+}
+
+impl KillOnDrop {
+    /// Guards `pids`, which are expected to run a program whose command line contains `expected`.
+    pub fn new(expected: &'static str) -> Self {
+        KillOnDrop { pids: Vec::new(), expected }
+    }
+
+    /// Adds pids to guard.
+    pub fn add(&mut self, pids: impl IntoIterator<Item = u32>) {
+        self.pids.extend(pids);
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(self.expected) {
+                if let Some(p) = Pid::from_raw(pid as i32) {
+                    let _ = process::kill(p, Signal::KILL);
+                }
+            }
+        }
+    }
+}
+
+/// Parses one pid per line from a command's output.
+pub fn pids_in(text: &[u8]) -> Vec<u32> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// A shell script that starts a tree which resists SIGTERM: two background
+/// sleeps, then `sh` ignores TERM and starts a third sleep that inherits the
+/// ignore. Prints the four pids (three sleeps, then the shell), one per line.
+pub const STUBBORN_TREE: &str =
+    "sleep 1000 & echo $!; sleep 1000 & echo $!; trap '' TERM; sleep 1000 & echo $!; echo $$; wait";
+
+/// A shell script whose child escapes into its own session with `setsid`.
+/// Prints the escaped sleep's pid and the shell's.
+pub const ESCAPING_TREE: &str = "setsid sleep 1000 & echo $!; echo $$; wait";

@@ -1,0 +1,122 @@
+//! Whole-tree cleanup: owner death, drop, timeouts, and leaders that exit early.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio as StdStdio;
+use std::time::Duration;
+
+use netrunner_blocking::{Command, Stdio};
+use netrunner_tests::{pids_in, wait_gone, KillOnDrop, ESCAPING_TREE, STUBBORN_TREE};
+
+const GRACE: Duration = Duration::from_millis(500);
+
+/// Reads `n` pid lines from a spawned command's stdout.
+fn read_pids(child: &mut netrunner_blocking::Child, n: usize) -> Vec<u32> {
+    let mut reader = BufReader::new(child.stdout.as_mut().unwrap());
+    (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            line.trim().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn owner_killed_with_sigkill_takes_every_descendant_along() {
+    let mut helper = std::process::Command::new(env!("CARGO_BIN_EXE_hold-tree"))
+        .arg(GRACE.as_millis().to_string())
+        .stdout(StdStdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop::new("sleep");
+    let mut pids = Vec::new();
+    for line in BufReader::new(helper.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "ready" {
+            break;
+        }
+        pids.push(line.trim().parse::<u32>().unwrap());
+    }
+    guard.add(pids.clone());
+    assert_eq!(pids.len(), 6, "three sleeps + sh, setsid sleep + sh");
+    assert!(pids.iter().all(|&p| netrunner_tests::alive(p)));
+
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    let left = wait_gone(&pids, GRACE + Duration::from_secs(2));
+    assert!(left.is_empty(), "still present after owner SIGKILL: {left:?}");
+}
+
+#[test]
+fn dropping_a_child_kills_its_tree_including_setsid_escapees() {
+    let mut guard = KillOnDrop::new("sleep");
+    let mut all = Vec::new();
+    for (script, n) in [(STUBBORN_TREE, 4), (ESCAPING_TREE, 2)] {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .kill_timeout(GRACE)
+            .spawn()
+            .unwrap();
+        let pids = read_pids(&mut child, n);
+        guard.add(pids.clone());
+        assert!(pids.iter().all(|&p| netrunner_tests::alive(p)));
+        drop(child);
+        all.extend(pids);
+    }
+    let left = wait_gone(&all, GRACE + Duration::from_secs(2));
+    assert!(left.is_empty(), "still present after drop: {left:?}");
+}
+
+#[test]
+fn dropping_a_stream_early_kills_yes() {
+    let mut stream = Command::new("yes").stream().unwrap();
+    let pid = stream.child().id();
+    let first = stream.next().unwrap().unwrap();
+    assert!(first.starts_with(b"y\n"));
+    drop(stream);
+    assert!(wait_gone(&[pid], Duration::from_secs(2) + Duration::from_secs(5)).is_empty());
+}
+
+#[test]
+fn background_jobs_die_when_the_leader_exits_so_output_never_hangs() {
+    let mut guard = KillOnDrop::new("sleep");
+    // The background sleep holds stdout open; std's output() would wait 1000 s.
+    let out = Command::new("sh").args(["-c", "sleep 1000 & echo $!"]).output().unwrap();
+    let pids = pids_in(&out.stdout);
+    guard.add(pids.clone());
+    assert_eq!(pids.len(), 1);
+    assert!(out.status.success());
+    assert!(wait_gone(&pids, Duration::from_secs(2)).is_empty());
+
+    // Even a background job that ignores SIGTERM: SIGKILL after the grace.
+    let out = Command::new("sh")
+        .args(["-c", "trap '' TERM; sleep 1000 & echo $!"])
+        .kill_timeout(GRACE)
+        .output()
+        .unwrap();
+    let pids = pids_in(&out.stdout);
+    guard.add(pids.clone());
+    assert!(wait_gone(&pids, GRACE + Duration::from_secs(2)).is_empty());
+}
+
+#[test]
+fn timeout_kills_grandchildren_too() {
+    let mut guard = KillOnDrop::new("sleep");
+    let mut child = Command::new("sh")
+        .args(["-c", STUBBORN_TREE])
+        .stdout(Stdio::piped())
+        .timeout(Duration::from_millis(200))
+        .kill_timeout(GRACE)
+        .spawn()
+        .unwrap();
+    let pids = read_pids(&mut child, 4);
+    guard.add(pids.clone());
+    // Nobody waits: the shepherd enforces the timeout on its own.
+    let left = wait_gone(&pids, Duration::from_millis(200) + GRACE + Duration::from_secs(2));
+    assert!(left.is_empty(), "{left:?}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(netrunner_blocking::Signal::KILL));
+    let mut rest = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut rest).unwrap();
+}

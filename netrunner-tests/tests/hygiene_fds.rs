@@ -1,0 +1,39 @@
+//! 300 spawn/wait cycles leave no descriptor and no zombie behind.
+
+use std::time::Duration;
+
+use netrunner_blocking::{Command, Stdio};
+use netrunner_tests::{eventually, open_fds, zombie_children};
+
+#[test]
+fn three_hundred_cycles_leak_nothing() {
+    // The first spawn creates the process-wide shepherd memfd and the
+    // orphan reaper; those are one-time, so measure after it.
+    Command::new("true").status().unwrap();
+    assert!(eventually(Duration::from_secs(2), || zombie_children().is_empty()));
+    let baseline = open_fds();
+
+    for i in 0..300 {
+        let mut child = Command::new("sh")
+            .args(["-c", "read line; echo \"$line\""])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("{i}\n").as_bytes()).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success());
+        let mut out = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        assert_eq!(out, format!("{i}\n"));
+    }
+
+    let settled = eventually(Duration::from_secs(3), || open_fds() == baseline && zombie_children().is_empty());
+    assert!(
+        settled,
+        "fds: {} vs baseline {baseline}; zombies: {:?}",
+        open_fds(),
+        zombie_children()
+    );
+}
