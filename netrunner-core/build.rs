@@ -23,13 +23,17 @@ fn main() {
     }
     for dir in &watched {
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
-        println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("Cargo.toml").display()
+        );
     }
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let target = env::var("TARGET").expect("cargo sets TARGET");
     let host = env::var("HOST").expect("cargo sets HOST");
-    let target_dir = shared_target_dir(&out_dir, &target).unwrap_or_else(|| out_dir.join("shepherd-target"));
+    let target_dir =
+        shared_target_dir(&out_dir, &target).unwrap_or_else(|| out_dir.join("shepherd-target"));
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -58,7 +62,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let output = cmd.output().expect("failed to run cargo to build netrunner-shepherd");
+    let output = cmd
+        .output()
+        .expect("failed to run cargo to build netrunner-shepherd");
     if !output.status.success() {
         panic!(
             "building netrunner-shepherd failed ({}):\n{}",
@@ -74,7 +80,10 @@ fn main() {
     built.push(netrunner_shepherd::BIN_NAME);
     let embedded = out_dir.join(netrunner_shepherd::BIN_NAME);
     std::fs::copy(&built, &embedded).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
-    println!("cargo:rustc-env=NETRUNNER_SHEPHERD_EMBEDDED={}", embedded.display());
+    println!(
+        "cargo:rustc-env=NETRUNNER_SHEPHERD_EMBEDDED={}",
+        embedded.display()
+    );
 }
 
 /// `<target>/netrunner-shepherd`, from `OUT_DIR` =

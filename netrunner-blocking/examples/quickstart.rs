@@ -18,7 +18,11 @@ fn main() -> Result<(), Error> {
         .output();
     match slow {
         Err(Error::Timeout { partial }) => {
-            println!("timed out after {:?}: {}", started.elapsed(), partial.status)
+            println!(
+                "timed out after {:?}: {}",
+                started.elapsed(),
+                partial.status
+            )
         }
         other => println!("unexpected: {other:?}"),
     }

@@ -33,7 +33,9 @@ use netrunner_core::stats::{IoCounters, StreamKind};
 use netrunner_core::{reaper, FrontEnd, SignalTarget};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
-pub use netrunner_core::{Error, ExitStatus, Output, ParseSignalError, ShepherdError, Signal, Stats, Stdio};
+pub use netrunner_core::{
+    Error, ExitStatus, Output, ParseSignalError, ShepherdError, Signal, Stats, Stdio,
+};
 
 /// A command to run; see [`netrunner_core::Command`] for every builder method.
 pub type Command = netrunner_core::Command<Blocking>;
@@ -79,7 +81,12 @@ impl FrontEnd for Blocking {
         let exit = *child.link.machine.exit().ok_or(ShepherdError::Lost)?;
         if exit.timed_out {
             return Err(Error::Timeout {
-                partial: Box::new(Output { status, stdout: Vec::new(), stderr: Vec::new(), stats: child.stats() }),
+                partial: Box::new(Output {
+                    status,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    stats: child.stats(),
+                }),
             });
         }
         Ok(status)
@@ -96,7 +103,13 @@ impl FrontEnd for Blocking {
         };
         let mut child = Child::from_launched(launch(cmd, plan)?);
         let stdout = child.stdout.take();
-        Ok(Stream { child, stdout, limit: cmd.get_max_output(), remaining: cmd.get_max_output(), limit_hit: false })
+        Ok(Stream {
+            child,
+            stdout,
+            limit: cmd.get_max_output(),
+            remaining: cmd.get_max_output(),
+            limit_hit: false,
+        })
     }
 }
 
@@ -104,7 +117,10 @@ impl FrontEnd for Blocking {
 // Readiness helpers
 
 fn timespec(d: Duration) -> Timespec {
-    Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) }
+    Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
 }
 
 /// Waits until `fd` is ready for `flags` or `timeout` passes; returns readiness.
@@ -259,7 +275,9 @@ struct Link {
 impl Link {
     /// Writes whatever the machine wants sent.
     fn flush(&mut self) -> Result<(), Error> {
-        let Some(sock) = &self.socket else { return Ok(()) };
+        let Some(sock) = &self.socket else {
+            return Ok(());
+        };
         while let Some(bytes) = self.machine.poll_transmit() {
             let mut sent = 0;
             while sent < bytes.len() {
@@ -379,12 +397,21 @@ impl fmt::Debug for Child {
 impl Child {
     fn from_launched(l: Launched) -> Self {
         let counters = Arc::new(IoCounters::default());
-        let pipe = |fd: OwnedFd, kind| Pipe { fd, kind, counters: counters.clone() };
+        let pipe = |fd: OwnedFd, kind| Pipe {
+            fd,
+            kind,
+            counters: counters.clone(),
+        };
         Child {
             stdin: l.stdin.map(|fd| ChildStdin(pipe(fd, StreamKind::Stdin))),
             stdout: l.stdout.map(|fd| ChildStdout(pipe(fd, StreamKind::Stdout))),
             stderr: l.stderr.map(|fd| ChildStderr(pipe(fd, StreamKind::Stderr))),
-            link: Link { machine: l.machine, socket: Some(l.socket), shepherd: Some(l.shepherd), counters },
+            link: Link {
+                machine: l.machine,
+                socket: Some(l.socket),
+                shepherd: Some(l.shepherd),
+                counters,
+            },
         }
     }
 
@@ -455,7 +482,11 @@ impl Child {
     }
 
     fn exit_info(&self) -> Result<ExitInfo, Error> {
-        self.link.machine.exit().copied().ok_or_else(|| ShepherdError::Lost.into())
+        self.link
+            .machine
+            .exit()
+            .copied()
+            .ok_or_else(|| ShepherdError::Lost.into())
     }
 }
 
@@ -466,7 +497,14 @@ fn collect_output(cmd: &Command) -> Result<Output, Error> {
     let input = cmd.get_input().map(<[u8]>::to_vec);
     let plan = StdioPlan {
         modes: [
-            cmd.stdio_or(0, if input.is_some() { Stdio::piped() } else { Stdio::null() }),
+            cmd.stdio_or(
+                0,
+                if input.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                },
+            ),
             cmd.stdio_or(1, Stdio::piped()),
             cmd.stdio_or(2, Stdio::piped()),
         ],
@@ -474,8 +512,15 @@ fn collect_output(cmd: &Command) -> Result<Output, Error> {
     };
     let mut child = Child::from_launched(launch(cmd, plan)?);
     let mut feeder = Feeder::new(input.unwrap_or_default());
-    let mut stdin = child.stdin.take().map(|s| s.0).filter(|_| !feeder.is_done());
-    let mut readers: [Option<Pipe>; 2] = [child.stdout.take().map(|s| s.0), child.stderr.take().map(|s| s.0)];
+    let mut stdin = child
+        .stdin
+        .take()
+        .map(|s| s.0)
+        .filter(|_| !feeder.is_done());
+    let mut readers: [Option<Pipe>; 2] = [
+        child.stdout.take().map(|s| s.0),
+        child.stderr.take().map(|s| s.0),
+    ];
     let mut collector = Collector::new(cmd.get_max_output());
     let mut buf = vec![0u8; READ_CHUNK];
     let mut limit_handled = false;
@@ -585,7 +630,9 @@ pub struct Stream {
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stream").field("child", &self.child).finish_non_exhaustive()
+        f.debug_struct("Stream")
+            .field("child", &self.child)
+            .finish_non_exhaustive()
     }
 }
 
@@ -605,7 +652,12 @@ impl Stream {
         }
         let status = self.child.wait()?;
         let partial = || {
-            Box::new(Output { status, stdout: Vec::new(), stderr: Vec::new(), stats: self.child.stats() })
+            Box::new(Output {
+                status,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                stats: self.child.stats(),
+            })
         };
         if self.child.exit_info()?.timed_out {
             return Err(Error::Timeout { partial: partial() });
@@ -634,7 +686,9 @@ impl Iterator for Stream {
         }
         // Read one byte past the limit so output of exactly the limit is
         // not mistaken for more.
-        let want = self.remaining.map_or(READ_CHUNK, |r| READ_CHUNK.min(r.saturating_add(1)));
+        let want = self
+            .remaining
+            .map_or(READ_CHUNK, |r| READ_CHUNK.min(r.saturating_add(1)));
         let mut buf = vec![0u8; want];
         match out.read(&mut buf) {
             Ok(0) => {
@@ -659,4 +713,3 @@ impl Iterator for Stream {
         }
     }
 }
-

@@ -1,7 +1,7 @@
 //! Collecting a command's output under a byte cap, and feeding its input.
 
 use crate::machine::ExitInfo;
-use crate::stats::{StreamKind, Stats};
+use crate::stats::{Stats, StreamKind};
 use crate::{Error, Output};
 
 /// Buffers stdout and stderr, keeping at most `limit` bytes in total.
@@ -16,7 +16,10 @@ pub struct Collector {
 impl Collector {
     /// A collector keeping at most `limit` bytes of stdout + stderr.
     pub fn new(limit: Option<usize>) -> Self {
-        Collector { limit, ..Collector::default() }
+        Collector {
+            limit,
+            ..Collector::default()
+        }
     }
 
     /// Takes bytes read from `stream`. Returns `false` once more arrived
@@ -25,7 +28,11 @@ impl Collector {
         let kept = self.stdout.len() + self.stderr.len();
         let room = self.limit.map_or(usize::MAX, |l| l.saturating_sub(kept));
         let take = data.len().min(room);
-        let buf = if stream == StreamKind::Stderr { &mut self.stderr } else { &mut self.stdout };
+        let buf = if stream == StreamKind::Stderr {
+            &mut self.stderr
+        } else {
+            &mut self.stdout
+        };
         buf.extend_from_slice(&data[..take]);
         if take < data.len() {
             self.limit_hit = true;
@@ -47,11 +54,20 @@ impl Collector {
     /// The result of an `output()` run: `Timeout` or `OutputLimit` carrying
     /// the partial output, or the output itself.
     pub fn finish(self, exit: &ExitInfo, stats: Stats) -> Result<Output, Error> {
-        let output = Output { status: exit.status, stdout: self.stdout, stderr: self.stderr, stats };
+        let output = Output {
+            status: exit.status,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            stats,
+        };
         if exit.timed_out {
-            Err(Error::Timeout { partial: Box::new(output) })
+            Err(Error::Timeout {
+                partial: Box::new(output),
+            })
         } else if self.limit_hit {
-            Err(Error::OutputLimit { partial: Box::new(output) })
+            Err(Error::OutputLimit {
+                partial: Box::new(output),
+            })
         } else {
             Ok(output)
         }

@@ -163,7 +163,8 @@ impl<F> Command<F> {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -348,7 +349,10 @@ pub struct Prepared {
 
 fn check_nul(what: impl FnOnce() -> String, bytes: &[u8]) -> Result<(), Error> {
     match bytes.iter().position(|&b| b == 0) {
-        Some(at) => Err(Error::invalid(what(), format!("contains a NUL byte at offset {at}"))),
+        Some(at) => Err(Error::invalid(
+            what(),
+            format!("contains a NUL byte at offset {at}"),
+        )),
         None => Ok(()),
     }
 }
@@ -420,10 +424,11 @@ impl<F> Command<F> {
             .get(OsStr::new("PATH"))
             .cloned()
             .or_else(|| std::env::var_os("PATH"));
-        let path = resolve_program(&self.program, path_var.as_deref()).map_err(|source| Error::Spawn {
-            program: self.program.clone(),
-            source,
-        })?;
+        let path =
+            resolve_program(&self.program, path_var.as_deref()).map_err(|source| Error::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
         Ok(Prepared {
             program: self.program.clone(),
             path: path.into_os_string().into_vec(),
@@ -451,7 +456,11 @@ pub fn resolve_program(program: &OsStr, path_var: Option<&OsStr>) -> io::Result<
     let mut saw_non_executable = false;
     for dir in search.as_bytes().split(|&b| b == b':') {
         // An empty entry means the current directory, as in POSIX.
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(OsStr::from_bytes(dir))
+        };
         let candidate = dir.join(program);
         match std::fs::metadata(&candidate) {
             Ok(meta) if meta.is_file() => {
@@ -491,18 +500,30 @@ mod tests {
     fn rejects_bad_input_and_says_which() {
         assert_eq!(invalid_what(Cmd::new("").prepare()), "program");
         assert_eq!(invalid_what(Cmd::new("a\0b").prepare()), "program");
-        assert_eq!(invalid_what(Cmd::new("sh").args(["ok", "b\0d"]).prepare()), "argument 2");
+        assert_eq!(
+            invalid_what(Cmd::new("sh").args(["ok", "b\0d"]).prepare()),
+            "argument 2"
+        );
         assert!(invalid_what(Cmd::new("sh").env("K", "v\0").prepare()).contains("\"K\""));
         assert!(invalid_what(Cmd::new("sh").env("A=B", "v").prepare()).contains("A=B"));
-        assert_eq!(invalid_what(Cmd::new("sh").current_dir("/t\0mp").prepare()), "cwd");
+        assert_eq!(
+            invalid_what(Cmd::new("sh").current_dir("/t\0mp").prepare()),
+            "cwd"
+        );
     }
 
     #[test]
     fn resolves_on_the_commands_own_path() {
-        let p = Cmd::new("sh").env_clear().env("PATH", "/nonexistent:/bin").prepare().unwrap();
+        let p = Cmd::new("sh")
+            .env_clear()
+            .env("PATH", "/nonexistent:/bin")
+            .prepare()
+            .unwrap();
         assert_eq!(p.path, b"/bin/sh");
         assert_eq!(p.env, vec![b"PATH=/nonexistent:/bin".to_vec()]);
-        let err = Cmd::new("definitely-not-a-program-xyz").prepare().unwrap_err();
+        let err = Cmd::new("definitely-not-a-program-xyz")
+            .prepare()
+            .unwrap_err();
         match err {
             Error::Spawn { source, .. } => assert_eq!(source.kind(), io::ErrorKind::NotFound),
             other => panic!("{other:?}"),

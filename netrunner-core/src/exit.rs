@@ -47,7 +47,13 @@ impl ExitStatus {
 
     /// Whether the killing signal produced a core dump.
     pub fn core_dumped(&self) -> bool {
-        matches!(self.0, WireStatus::Signal { core_dumped: true, .. })
+        matches!(
+            self.0,
+            WireStatus::Signal {
+                core_dumped: true,
+                ..
+            }
+        )
     }
 }
 
@@ -55,7 +61,10 @@ impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             WireStatus::Code(c) => write!(f, "exit code {c}"),
-            WireStatus::Signal { signal, core_dumped } => {
+            WireStatus::Signal {
+                signal,
+                core_dumped,
+            } => {
                 match Signal::from_raw(signal) {
                     Some(sig) => write!(f, "killed by {sig}")?,
                     None => write!(f, "killed by signal {signal}")?,
@@ -81,7 +90,10 @@ mod tests {
 
     #[test]
     fn code_and_signal_stay_apart() {
-        let term = ExitStatus::from_wire(WireStatus::Signal { signal: 15, core_dumped: false });
+        let term = ExitStatus::from_wire(WireStatus::Signal {
+            signal: 15,
+            core_dumped: false,
+        });
         let code143 = ExitStatus::from_wire(WireStatus::Code(143));
         assert_eq!(term.code(), None);
         assert_eq!(term.signal(), Some(Signal::TERM));
@@ -90,10 +102,16 @@ mod tests {
         assert!(!term.success() && !code143.success());
         assert_eq!(term.to_string(), "killed by SIGTERM");
         assert_eq!(code143.to_string(), "exit code 143");
-        let core = ExitStatus::from_wire(WireStatus::Signal { signal: 11, core_dumped: true });
+        let core = ExitStatus::from_wire(WireStatus::Signal {
+            signal: 11,
+            core_dumped: true,
+        });
         assert!(core.core_dumped());
         assert_eq!(core.to_string(), "killed by SIGSEGV (core dumped)");
-        let rt = ExitStatus::from_wire(WireStatus::Signal { signal: 40, core_dumped: false });
+        let rt = ExitStatus::from_wire(WireStatus::Signal {
+            signal: 40,
+            core_dumped: false,
+        });
         assert_eq!((rt.signal(), rt.raw_signal()), (None, Some(40)));
         assert!(ExitStatus::from_wire(WireStatus::Code(0)).success());
     }

@@ -60,27 +60,46 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
     let mut passed: Vec<OwnedFd> = Vec::new();
     let mut slot = |mode: StdioMode, index: i32| -> io::Result<Slot> {
         Ok(match mode {
-            StdioMode::Null => Slot { spec: StdioSpec::Null, ours: None },
+            StdioMode::Null => Slot {
+                spec: StdioSpec::Null,
+                ours: None,
+            },
             StdioMode::Inherit => match fd::stdio_fd(index) {
                 Some(own) => {
                     passed.push(fd::fcntl_dupfd_cloexec(own, 3)?);
-                    Slot { spec: StdioSpec::Passed((passed.len() - 1) as u8), ours: None }
+                    Slot {
+                        spec: StdioSpec::Passed((passed.len() - 1) as u8),
+                        ours: None,
+                    }
                 }
-                None => Slot { spec: StdioSpec::Null, ours: None },
+                None => Slot {
+                    spec: StdioSpec::Null,
+                    ours: None,
+                },
             },
             StdioMode::Piped => {
                 let (read, write) = fd::pipe2_cloexec()?;
-                let (child_end, our_end) = if index == 0 { (read, write) } else { (write, read) };
+                let (child_end, our_end) = if index == 0 {
+                    (read, write)
+                } else {
+                    (write, read)
+                };
                 fd::set_nonblocking(our_end.as_fd(), true)?;
                 passed.push(child_end);
-                Slot { spec: StdioSpec::Passed((passed.len() - 1) as u8), ours: Some(our_end) }
+                Slot {
+                    spec: StdioSpec::Passed((passed.len() - 1) as u8),
+                    ours: Some(our_end),
+                }
             }
         })
     };
     let stdin = slot(plan.modes[0].mode(), 0)?;
     let stdout = slot(plan.modes[1].mode(), 1)?;
     let stderr = if plan.stderr_to_stdout {
-        Slot { spec: stdout.spec, ours: None }
+        Slot {
+            spec: stdout.spec,
+            ours: None,
+        }
     } else {
         slot(plan.modes[2].mode(), 2)?
     };
@@ -98,7 +117,10 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         cgroup: None,
         rlimits: Vec::new(),
     };
-    let mut frames = ToShepherd::Hello { version: PROTOCOL_VERSION }.to_frame();
+    let mut frames = ToShepherd::Hello {
+        version: PROTOCOL_VERSION,
+    }
+    .to_frame();
     ToShepherd::Spawn(Box::new(request)).encode(&mut frames);
 
     let (ours, theirs) = socket::socketpair_stream()?;
@@ -152,12 +174,19 @@ fn start_shepherd(path: &std::path::Path, socket: OwnedFd) -> Result<std::proces
             // While another thread forks, its child briefly holds a copy of
             // any descriptor open for writing, including the memfd during
             // the one-time embedding; exec then fails with ETXTBSY. Retry.
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) && attempts < 20 => {
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error())
+                    && attempts < 20 =>
+            {
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(source) => {
-                return Err(ShepherdError::Launch { path: path.to_owned(), source }.into());
+                return Err(ShepherdError::Launch {
+                    path: path.to_owned(),
+                    source,
+                }
+                .into());
             }
         }
     }
@@ -227,5 +256,8 @@ fn spawn_error(prepared: &Prepared, stage: SpawnStage, errno: i32) -> Error {
     } else {
         io::Error::new(os.kind(), StageError { stage, os })
     };
-    Error::Spawn { program: prepared.program.clone(), source }
+    Error::Spawn {
+        program: prepared.program.clone(),
+        source,
+    }
 }

@@ -11,7 +11,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use netrunner_proto::{Encode, FrameDecoder, FromShepherd, Rusage, SignalTarget, SpawnStage, ToShepherd};
+use netrunner_proto::{
+    Encode, FrameDecoder, FromShepherd, Rusage, SignalTarget, SpawnStage, ToShepherd,
+};
 use netrunner_sys::Signal;
 
 use crate::error::ShepherdError;
@@ -93,7 +95,7 @@ impl ChildMachine {
         }
         self.decoder.push(bytes);
         loop {
-            match self.decoder.next::<FromShepherd>() {
+            match self.decoder.next_message::<FromShepherd>() {
                 Ok(Some(msg)) => self.handle_message(now, msg),
                 Ok(None) => break,
                 Err(e) => {
@@ -115,7 +117,14 @@ impl ChildMachine {
                 self.state = State::Failed;
                 self.events.push_back(Event::SpawnFailed { stage, errno });
             }
-            (State::Running, FromShepherd::Exited { status, rusage, timed_out }) => {
+            (
+                State::Running,
+                FromShepherd::Exited {
+                    status,
+                    rusage,
+                    timed_out,
+                },
+            ) => {
                 let info = ExitInfo {
                     status: ExitStatus::from_wire(status),
                     rusage,
@@ -127,9 +136,9 @@ impl ChildMachine {
             }
             (_, other) => {
                 let _ = other;
-                self.fail(ShepherdError::Protocol(netrunner_proto::DecodeError::InvalidValue(
-                    "message out of order",
-                )));
+                self.fail(ShepherdError::Protocol(
+                    netrunner_proto::DecodeError::InvalidValue("message out of order"),
+                ));
             }
         }
     }
@@ -153,7 +162,11 @@ impl ChildMachine {
     /// command has exited (as `std::process::Child::kill` is).
     pub fn signal(&mut self, sig: Signal, target: SignalTarget) {
         if self.state == State::Running {
-            ToShepherd::Signal { signal: sig.as_raw(), target }.encode(&mut self.transmit);
+            ToShepherd::Signal {
+                signal: sig.as_raw(),
+                target,
+            }
+            .encode(&mut self.transmit);
         }
     }
 
@@ -232,7 +245,10 @@ mod tests {
     use std::time::Duration;
 
     fn frames(msgs: &[FromShepherd]) -> Vec<u8> {
-        let mut out = FromShepherd::Hello { version: PROTOCOL_VERSION }.to_frame();
+        let mut out = FromShepherd::Hello {
+            version: PROTOCOL_VERSION,
+        }
+        .to_frame();
         for m in msgs {
             m.encode(&mut out);
         }
@@ -257,7 +273,11 @@ mod tests {
         let mut m = ChildMachine::new(t0);
         let exited = FromShepherd::Exited {
             status: WireStatus::Code(3),
-            rusage: Rusage { user_time_us: 1500, system_time_us: 500, max_rss_kib: 2 },
+            rusage: Rusage {
+                user_time_us: 1500,
+                system_time_us: 500,
+                max_rss_kib: 2,
+            },
             timed_out: false,
         };
         let bytes = frames(&[FromShepherd::Started { pid: 77 }, exited]);
@@ -268,14 +288,21 @@ mod tests {
         assert!(matches!(m.poll_event(), Some(Event::Started { pid: 77 })));
         assert_eq!(m.pid(), Some(77));
         let counters = IoCounters::default();
-        assert_eq!(m.stats(t0 + Duration::from_secs(1), &counters).duration, Duration::from_secs(1));
+        assert_eq!(
+            m.stats(t0 + Duration::from_secs(1), &counters).duration,
+            Duration::from_secs(1)
+        );
         m.handle_bytes(t0 + Duration::from_secs(2), &bytes[20..]);
         match m.poll_event() {
             Some(Event::Exited(info)) => assert_eq!(info.status.code(), Some(3)),
             other => panic!("{other:?}"),
         }
         let stats = m.stats(t0 + Duration::from_secs(9), &counters);
-        assert_eq!(stats.duration, Duration::from_secs(2), "duration stops at the exit");
+        assert_eq!(
+            stats.duration,
+            Duration::from_secs(2),
+            "duration stops at the exit"
+        );
         assert_eq!(stats.user_time, Duration::from_micros(1500));
         assert_eq!(stats.max_rss, 2048);
         m.handle_eof(t0 + Duration::from_secs(3));
@@ -287,7 +314,10 @@ mod tests {
         let t0 = Instant::now();
         let mut m = ChildMachine::new(t0);
         m.terminate();
-        assert!(m.poll_transmit().is_none(), "nothing to signal before start");
+        assert!(
+            m.poll_transmit().is_none(),
+            "nothing to signal before start"
+        );
         m.handle_bytes(t0, &frames(&[FromShepherd::Started { pid: 5 }]));
         m.signal(Signal::USR1, SignalTarget::Group);
         m.terminate();
@@ -296,18 +326,28 @@ mod tests {
         assert_eq!(
             sent(&mut m),
             [
-                ToShepherd::Signal { signal: Signal::USR1.as_raw(), target: SignalTarget::Group },
+                ToShepherd::Signal {
+                    signal: Signal::USR1.as_raw(),
+                    target: SignalTarget::Group
+                },
                 ToShepherd::Terminate,
                 ToShepherd::Kill
             ]
         );
         m.handle_bytes(
             t0,
-            &FromShepherd::Exited { status: WireStatus::Code(0), rusage: Rusage::default(), timed_out: false }
-                .to_frame(),
+            &FromShepherd::Exited {
+                status: WireStatus::Code(0),
+                rusage: Rusage::default(),
+                timed_out: false,
+            }
+            .to_frame(),
         );
         m.kill();
-        assert!(m.poll_transmit().is_none(), "killing an exited child is a no-op");
+        assert!(
+            m.poll_transmit().is_none(),
+            "killing an exited child is a no-op"
+        );
     }
 
     #[test]
@@ -317,12 +357,18 @@ mod tests {
         m.handle_bytes(t0, &frames(&[FromShepherd::Started { pid: 5 }]));
         let _ = m.poll_event();
         m.handle_eof(t0);
-        assert!(matches!(m.poll_event(), Some(Event::Lost(ShepherdError::Lost))));
+        assert!(matches!(
+            m.poll_event(),
+            Some(Event::Lost(ShepherdError::Lost))
+        ));
         assert!(m.is_finished());
 
         let mut m = ChildMachine::new(t0);
         m.handle_bytes(t0, &[1, 0, 0, 0, 0xee]);
-        assert!(matches!(m.poll_event(), Some(Event::Lost(ShepherdError::Protocol(_)))));
+        assert!(matches!(
+            m.poll_event(),
+            Some(Event::Lost(ShepherdError::Protocol(_)))
+        ));
     }
 
     #[test]

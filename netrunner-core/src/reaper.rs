@@ -74,7 +74,10 @@ fn start() -> Option<Reaper> {
         .name("netrunner-reaper".into())
         .spawn(move || run(wake_r))
         .ok()?;
-    Some(Reaper { queue: Mutex::new(Vec::new()), wake: wake_w })
+    Some(Reaper {
+        queue: Mutex::new(Vec::new()),
+        wake: wake_w,
+    })
 }
 
 fn run(wake: OwnedFd) {
@@ -92,7 +95,12 @@ fn run(wake: OwnedFd) {
         });
         let fallback = orphans.iter().any(|o| o.pidfd.is_none());
         let mut fds = vec![PollFd::new(&wake, PollFlags::IN)];
-        fds.extend(orphans.iter().filter_map(|o| o.pidfd.as_ref()).map(|fd| PollFd::new(fd, PollFlags::IN)));
+        fds.extend(
+            orphans
+                .iter()
+                .filter_map(|o| o.pidfd.as_ref())
+                .map(|fd| PollFd::new(fd, PollFlags::IN)),
+        );
         let timeout = fallback.then(|| Timespec {
             tv_sec: 0,
             tv_nsec: FALLBACK_INTERVAL.as_nanos() as i64,

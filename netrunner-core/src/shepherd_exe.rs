@@ -27,7 +27,9 @@ impl ShepherdSource {
     /// The path to execute.
     pub fn path(&self) -> &Path {
         match self {
-            ShepherdSource::Explicit(p) | ShepherdSource::Environment(p) | ShepherdSource::Embedded(p) => p,
+            ShepherdSource::Explicit(p)
+            | ShepherdSource::Environment(p)
+            | ShepherdSource::Embedded(p) => p,
         }
     }
 }
@@ -58,12 +60,15 @@ pub fn locate(explicit: Option<&Path>) -> Result<ShepherdSource, ShepherdError> 
 
 #[cfg(target_os = "linux")]
 fn embed() -> Result<OwnedFd, String> {
-    netrunner_sys::memfd::memfd_executable("netrunner-shepherd", EMBEDDED).map_err(|e| format!("memfd: {e}"))
+    netrunner_sys::memfd::memfd_executable("netrunner-shepherd", EMBEDDED)
+        .map_err(|e| format!("memfd: {e}"))
 }
 
 #[cfg(not(target_os = "linux"))]
 fn embed() -> Result<OwnedFd, String> {
-    Err(format!("running the embedded shepherd needs Linux memfd; set {SHEPHERD_ENV}"))
+    Err(format!(
+        "running the embedded shepherd needs Linux memfd; set {SHEPHERD_ENV}"
+    ))
 }
 
 /// Size of the embedded shepherd binary in bytes.

@@ -429,7 +429,11 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
     fn opt_u64(&mut self, what: &'static str) -> Result<Option<u64>, DecodeError> {
-        Ok(if self.bool(what)? { Some(self.u64(what)?) } else { None })
+        Ok(if self.bool(what)? {
+            Some(self.u64(what)?)
+        } else {
+            None
+        })
     }
     fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, DecodeError> {
         let len = self.u32(what)? as usize;
@@ -740,9 +744,7 @@ impl Decode for FromShepherd {
             tag::HELLO => FromShepherd::Hello {
                 version: r.u16("version")?,
             },
-            tag::STARTED => FromShepherd::Started {
-                pid: r.u32("pid")?,
-            },
+            tag::STARTED => FromShepherd::Started { pid: r.u32("pid")? },
             tag::SPAWN_FAILED => FromShepherd::SpawnFailed {
                 stage: SpawnStage::from_u8(r.u8("stage")?)
                     .ok_or(DecodeError::InvalidValue("stage"))?,
@@ -777,7 +779,7 @@ impl Decode for FromShepherd {
 /// Splits a byte stream into frames and checks the opening hello.
 ///
 /// Feed it whatever the socket returned with [`FrameDecoder::push`]; take
-/// complete messages with [`FrameDecoder::next`]. The buffer holds at most one
+/// complete messages with [`FrameDecoder::next_message`]. The buffer holds at most one
 /// partial frame plus what was pushed, and a frame header announcing more than
 /// [`MAX_FRAME_LEN`] is an error before any payload is buffered.
 #[derive(Debug, Default)]
@@ -811,7 +813,7 @@ impl FrameDecoder {
     ///
     /// The hello is consumed here and checked against [`PROTOCOL_VERSION`];
     /// it is never returned.
-    pub fn next<M: Decode + HelloFrame>(&mut self) -> Result<Option<M>, DecodeError> {
+    pub fn next_message<M: Decode + HelloFrame>(&mut self) -> Result<Option<M>, DecodeError> {
         loop {
             let avail = &self.buf[self.pos..];
             if avail.len() < HEADER_LEN {
@@ -933,7 +935,10 @@ mod tests {
             },
             ToShepherd::Terminate,
             ToShepherd::Kill,
-            ToShepherd::SetWindowSize { rows: 50, cols: 132 },
+            ToShepherd::SetWindowSize {
+                rows: 50,
+                cols: 132,
+            },
         ]
     }
 
@@ -996,14 +1001,20 @@ mod tests {
             let frame = msg.to_frame();
             let p = payload(&frame);
             for cut in 0..p.len() {
-                assert!(ToShepherd::decode(&p[..cut]).is_err(), "{msg:?} cut at {cut}");
+                assert!(
+                    ToShepherd::decode(&p[..cut]).is_err(),
+                    "{msg:?} cut at {cut}"
+                );
             }
         }
         for msg in all_from_shepherd() {
             let frame = msg.to_frame();
             let p = payload(&frame);
             for cut in 0..p.len() {
-                assert!(FromShepherd::decode(&p[..cut]).is_err(), "{msg:?} cut at {cut}");
+                assert!(
+                    FromShepherd::decode(&p[..cut]).is_err(),
+                    "{msg:?} cut at {cut}"
+                );
             }
         }
     }
@@ -1016,7 +1027,10 @@ mod tests {
             ToShepherd::decode(&frame[HEADER_LEN..]),
             Err(DecodeError::TrailingBytes(1))
         );
-        assert_eq!(ToShepherd::decode(&[0x7f]), Err(DecodeError::UnknownTag(0x7f)));
+        assert_eq!(
+            ToShepherd::decode(&[0x7f]),
+            Err(DecodeError::UnknownTag(0x7f))
+        );
         assert_eq!(FromShepherd::decode(&[]), Err(DecodeError::Empty));
         // A bool field holding 2.
         assert_eq!(
@@ -1035,19 +1049,22 @@ mod tests {
         // A byte string claiming 4 GiB.
         let mut p = vec![tag::SPAWN];
         p.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(ToShepherd::decode(&p), Err(DecodeError::Truncated("program")));
+        assert_eq!(
+            ToShepherd::decode(&p),
+            Err(DecodeError::Truncated("program"))
+        );
     }
 
     #[test]
     fn decoder_checks_hello_and_frame_cap() {
         let mut d = FrameDecoder::new();
         d.push(&ToShepherd::Terminate.to_frame());
-        assert_eq!(d.next::<ToShepherd>(), Err(DecodeError::MissingHello));
+        assert_eq!(d.next_message::<ToShepherd>(), Err(DecodeError::MissingHello));
 
         let mut d = FrameDecoder::new();
         d.push(&ToShepherd::Hello { version: 99 }.to_frame());
         assert_eq!(
-            d.next::<ToShepherd>(),
+            d.next_message::<ToShepherd>(),
             Err(DecodeError::VersionMismatch {
                 ours: PROTOCOL_VERSION,
                 theirs: 99
@@ -1057,7 +1074,7 @@ mod tests {
         let mut d = FrameDecoder::new();
         d.push(&((MAX_FRAME_LEN as u32) + 1).to_le_bytes());
         assert_eq!(
-            d.next::<ToShepherd>(),
+            d.next_message::<ToShepherd>(),
             Err(DecodeError::FrameTooLong(MAX_FRAME_LEN as u64 + 1))
         );
     }
@@ -1073,12 +1090,16 @@ mod tests {
         let mut got = Vec::new();
         for b in &stream {
             d.push(std::slice::from_ref(b));
-            while let Some(m) = d.next::<FromShepherd>().unwrap() {
+            while let Some(m) = d.next_message::<FromShepherd>().unwrap() {
                 got.push(m);
             }
         }
         assert!(!d.has_partial());
-        assert_eq!(got, msgs[1..].to_vec(), "hello is consumed, the rest arrive in order");
+        assert_eq!(
+            got,
+            msgs[1..].to_vec(),
+            "hello is consumed, the rest arrive in order"
+        );
     }
 
     /// Deterministic xorshift so the fuzz-style test is reproducible.
@@ -1105,7 +1126,9 @@ mod tests {
         for i in 0..20_000 {
             let mut bytes = if i % 2 == 0 {
                 let len = (xorshift(&mut seed) % 64) as usize;
-                (0..len).map(|_| xorshift(&mut seed) as u8).collect::<Vec<u8>>()
+                (0..len)
+                    .map(|_| xorshift(&mut seed) as u8)
+                    .collect::<Vec<u8>>()
             } else {
                 valid[(xorshift(&mut seed) as usize) % valid.len()].clone()
             };
@@ -1120,7 +1143,7 @@ mod tests {
             decoded_ok += usize::from(FromShepherd::decode(&bytes).is_ok());
             let mut d = FrameDecoder::new();
             d.push(&bytes);
-            while let Ok(Some(_)) = d.next::<FromShepherd>() {}
+            while let Ok(Some(_)) = d.next_message::<FromShepherd>() {}
         }
         // Mutations keep some frames valid; the point is that none panicked.
         assert!(decoded_ok > 0);

@@ -5,8 +5,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use netrunner_proto::{
-    Encode, FrameDecoder, FromShepherd, Rusage, SignalTarget, SpawnRequest, SpawnStage,
-    StdioSpec, ToShepherd, WireStatus, PROTOCOL_VERSION,
+    Encode, FrameDecoder, FromShepherd, SignalTarget, SpawnRequest, SpawnStage, StdioSpec,
+    ToShepherd, WireStatus, PROTOCOL_VERSION,
 };
 use netrunner_sys::process::{self, ExecPlan, Pid};
 use netrunner_sys::signalfd::SignalFd;
@@ -68,7 +68,7 @@ impl Link {
             Ok(n) => {
                 self.decoder.push(&buf[..n]);
                 loop {
-                    match self.decoder.next::<ToShepherd>() {
+                    match self.decoder.next_message::<ToShepherd>() {
                         Ok(Some(msg)) => out.push(msg),
                         Ok(None) => break,
                         // A peer that breaks the protocol is treated as gone.
@@ -109,7 +109,8 @@ fn run() -> io::Result<()> {
 
     #[cfg(target_os = "linux")]
     process::set_child_subreaper()?;
-    let mut signals = SignalFd::block_and_open(&[Signal::CHILD, Signal::TERM, Signal::INT, Signal::HUP])?;
+    let mut signals =
+        SignalFd::block_and_open(&[Signal::CHILD, Signal::TERM, Signal::INT, Signal::HUP])?;
 
     let request = loop {
         let mut pfd = [PollFd::new(&link.sock, PollFlags::IN)];
@@ -232,7 +233,7 @@ fn run() -> io::Result<()> {
 
     // Only the leader's zombie is left: reap it, which unpins its pid.
     let status = process::waitid_blocking(leader)?;
-    let rusage = process::getrusage_children().unwrap_or(Rusage::default());
+    let rusage = process::getrusage_children().unwrap_or_default();
     link.send(&FromShepherd::Exited {
         status,
         rusage,

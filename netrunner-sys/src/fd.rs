@@ -66,7 +66,9 @@ pub fn stdio_fd(n: RawFd) -> Option<BorrowedFd<'static>> {
 /// How many file descriptors this process has open (`/proc/self/fd`).
 pub fn count_open_fds() -> io::Result<usize> {
     // The directory handle itself shows up in the listing; subtract it.
-    Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1))
+    Ok(std::fs::read_dir("/proc/self/fd")?
+        .count()
+        .saturating_sub(1))
 }
 
 /// Closes every descriptor numbered `>= first`.
@@ -92,7 +94,11 @@ pub fn close_inherited_fds(first: RawFd) -> io::Result<()> {
     // close the directory stream we are reading.
     let mut open = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
-        if let Some(n) = entry?.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) {
+        if let Some(n) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+        {
             if n >= first {
                 open.push(n);
             }

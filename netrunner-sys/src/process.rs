@@ -129,7 +129,9 @@ pub fn fork_exec(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3]) -> Result<Pid, Spa
             stage: SpawnStage::Fork,
             errno: errno as i32,
         }),
-        Ok(nix::unistd::ForkResult::Child) => child_after_fork(plan, stdio, report_w.as_fd(), parent),
+        Ok(nix::unistd::ForkResult::Child) => {
+            child_after_fork(plan, stdio, report_w.as_fd(), parent)
+        }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(report_w);
             let pid = Pid::from_raw(child.as_raw()).expect("fork returned a positive pid");
@@ -161,7 +163,12 @@ pub fn fork_exec(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3]) -> Result<Pid, Spa
 }
 
 /// The child side of [`fork_exec`]. Async-signal-safe calls only.
-fn child_after_fork(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3], report: BorrowedFd<'_>, parent: Pid) -> ! {
+fn child_after_fork(
+    plan: &ExecPlan,
+    stdio: [BorrowedFd<'_>; 3],
+    report: BorrowedFd<'_>,
+    parent: Pid,
+) -> ! {
     let fail = |stage: SpawnStage, errno: i32| -> ! {
         let e = errno.to_le_bytes();
         let msg = [stage.to_u8(), e[0], e[1], e[2], e[3]];
@@ -184,7 +191,9 @@ fn child_after_fork(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3], report: Borrowe
 
     #[cfg(target_os = "linux")]
     {
-        if let Err(e) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)) {
+        if let Err(e) =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        {
             fail(SpawnStage::ParentDeathSignal, errno(e));
         }
         // The parent may have died before prctl took effect: then nobody
@@ -239,9 +248,18 @@ fn child_after_fork(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3], report: Borrowe
     // vectors of pointers into CStrings owned by the plan. execve is
     // async-signal-safe.
     unsafe {
-        libc::execve(plan.program.as_ptr(), plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr());
+        libc::execve(
+            plan.program.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.envp_ptrs.as_ptr(),
+        );
     }
-    fail(SpawnStage::Exec, io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    fail(
+        SpawnStage::Exec,
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
 }
 
 fn wire_status(status: WaitIdStatus) -> WireStatus {
@@ -272,7 +290,10 @@ fn waitid(pid: Pid, options: WaitIdOptions) -> io::Result<Option<WireStatus>> {
 /// # References
 /// - [`waitid(2)`](https://man7.org/linux/man-pages/man2/waitid.2.html)
 pub fn waitid_peek(pid: Pid) -> io::Result<Option<WireStatus>> {
-    waitid(pid, WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT)
+    waitid(
+        pid,
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+    )
 }
 
 /// `waitid(P_PID, WEXITED | WNOHANG)`: reap the child if it has exited.
@@ -349,7 +370,11 @@ pub fn child_pids() -> io::Result<Vec<Pid>> {
         let me = getpid().as_raw_nonzero().get();
         for entry in std::fs::read_dir("/proc")? {
             let entry = entry?;
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             if parent_pid_of(pid).ok() == Some(me) {
@@ -372,7 +397,9 @@ pub fn parent_pid_of(pid: i32) -> io::Result<i32> {
         .rposition(|&b| b == b')')
         .map(|i| &stat[i + 1..])
         .ok_or_else(|| io::Error::other("malformed stat"))?;
-    let mut fields = after.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
+    let mut fields = after
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
     let _state = fields.next();
     fields
         .next()
@@ -387,7 +414,9 @@ pub fn process_state(pid: i32) -> io::Result<u8> {
         .iter()
         .rposition(|&b| b == b')')
         .ok_or_else(|| io::Error::other("malformed stat"))?;
-    stat.get(i + 2).copied().ok_or_else(|| io::Error::other("malformed stat"))
+    stat.get(i + 2)
+        .copied()
+        .ok_or_else(|| io::Error::other("malformed stat"))
 }
 
 /// `prctl(PR_SET_CHILD_SUBREAPER, 1)`: orphaned descendants re-parent to us.
@@ -408,7 +437,10 @@ pub fn set_child_subreaper() -> io::Result<()> {
 /// - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
 #[cfg(target_os = "linux")]
 pub fn pidfd_open(pid: Pid) -> io::Result<std::os::fd::OwnedFd> {
-    Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?)
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// `getrusage(RUSAGE_CHILDREN)`: what every reaped descendant cost.
@@ -418,7 +450,9 @@ pub fn pidfd_open(pid: Pid) -> io::Result<std::os::fd::OwnedFd> {
 pub fn getrusage_children() -> io::Result<Rusage> {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
     let micros = |tv: nix::sys::time::TimeVal| {
-        (tv.tv_sec() as u64).saturating_mul(1_000_000).saturating_add(tv.tv_usec() as u64)
+        (tv.tv_sec() as u64)
+            .saturating_mul(1_000_000)
+            .saturating_add(tv.tv_usec() as u64)
     };
     Ok(Rusage {
         user_time_us: micros(usage.user_time()),
@@ -438,8 +472,14 @@ mod tests {
 
     fn plan(program: &str, args: &[&str]) -> ExecPlan {
         let argv: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-        ExecPlan::new(program.as_bytes(), &argv, &[b"PATH=/usr/bin:/bin".to_vec()], None, Isolation::ProcessGroup)
-            .unwrap()
+        ExecPlan::new(
+            program.as_bytes(),
+            &argv,
+            &[b"PATH=/usr/bin:/bin".to_vec()],
+            None,
+            Isolation::ProcessGroup,
+        )
+        .unwrap()
     }
 
     fn null3() -> [std::os::fd::OwnedFd; 3] {
@@ -466,7 +506,13 @@ mod tests {
         let fds = null3();
         let stdio = [fds[0].as_fd(), fds[1].as_fd(), fds[2].as_fd()];
         let err = fork_exec(&plan("/nonexistent/prog", &["prog"]), stdio).unwrap_err();
-        assert_eq!(err, SpawnFailure { stage: SpawnStage::Exec, errno: libc::ENOENT });
+        assert_eq!(
+            err,
+            SpawnFailure {
+                stage: SpawnStage::Exec,
+                errno: libc::ENOENT
+            }
+        );
 
         let mut p = plan("/bin/true", &["true"]);
         p.cwd = Some(CString::new("/nonexistent-dir").unwrap());
@@ -507,7 +553,10 @@ mod tests {
     #[test]
     fn parses_stat_with_odd_names() {
         let me = getpid().as_raw_nonzero().get();
-        assert_eq!(parent_pid_of(me).unwrap(), rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()));
+        assert_eq!(
+            parent_pid_of(me).unwrap(),
+            rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+        );
         // The main thread of the test binary is running or sleeping.
         assert!(matches!(process_state(me).unwrap(), b'R' | b'S'));
     }

@@ -112,8 +112,13 @@ impl FromStr for Signal {
         }
         let upper = t.to_ascii_uppercase();
         let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-        let aliases: &[(&str, Signal)] = &[("ABRT", Signal::ABORT), ("ALRM", Signal::ALARM),
-            ("CHLD", Signal::CHILD), ("IOT", Signal::ABORT), ("VTALRM", Signal::VTALARM)];
+        let aliases: &[(&str, Signal)] = &[
+            ("ABRT", Signal::ABORT),
+            ("ALRM", Signal::ALARM),
+            ("CHLD", Signal::CHILD),
+            ("IOT", Signal::ABORT),
+            ("VTALRM", Signal::VTALARM),
+        ];
         if let Some((_, sig)) = aliases.iter().find(|(a, _)| *a == bare) {
             return Ok(*sig);
         }

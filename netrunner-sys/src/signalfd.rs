@@ -27,7 +27,10 @@ impl SignalFd {
             mask.add(NixSignal::try_from(sig.as_raw())?);
         }
         mask.thread_block()?;
-        let fd = nix::sys::signalfd::SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        let fd = nix::sys::signalfd::SignalFd::with_flags(
+            &mask,
+            SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+        )?;
         Ok(SignalFd(fd))
     }
 

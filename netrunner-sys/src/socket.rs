@@ -36,11 +36,19 @@ pub fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
 /// # References
 /// - [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html),
 ///   [`unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html)
-pub fn sendmsg_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+pub fn sendmsg_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
     if fds.len() > MAX_FDS_PER_MESSAGE {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
     }
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("ancillary buffer too small"));
@@ -71,8 +79,13 @@ pub fn send(sock: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
 ///
 /// # References
 /// - [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html)
-pub fn recvmsg_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+pub fn recvmsg_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [io::IoSliceMut::new(buf)];
     let msg = loop {
@@ -98,7 +111,10 @@ mod tests {
     fn passes_descriptors_that_arrive_cloexec() {
         let (a, b) = socketpair_stream().unwrap();
         let (r, w) = crate::fd::pipe2_cloexec().unwrap();
-        assert_eq!(sendmsg_with_fds(a.as_fd(), b"hello", &[r.as_fd(), w.as_fd()]).unwrap(), 5);
+        assert_eq!(
+            sendmsg_with_fds(a.as_fd(), b"hello", &[r.as_fd(), w.as_fd()]).unwrap(),
+            5
+        );
         drop((r, w));
         let mut buf = [0u8; 16];
         let mut fds = Vec::new();

@@ -11,7 +11,9 @@ use netrunner_sys::Signal;
 
 /// Whether `pid` names a live (non-zombie) process.
 pub fn alive(pid: u32) -> bool {
-    let Some(p) = Pid::from_raw(pid as i32) else { return false };
+    let Some(p) = Pid::from_raw(pid as i32) else {
+        return false;
+    };
     if !process::process_exists(p) {
         return false;
     }
@@ -76,7 +78,10 @@ pub struct KillOnDrop {
 impl KillOnDrop {
     /// Guards `pids`, which are expected to run a program whose command line contains `expected`.
     pub fn new(expected: &'static str) -> Self {
-        KillOnDrop { pids: Vec::new(), expected }
+        KillOnDrop {
+            pids: Vec::new(),
+            expected,
+        }
     }
 
     /// Adds pids to guard.

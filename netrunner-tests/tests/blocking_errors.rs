@@ -23,7 +23,10 @@ fn temp_file(name: &str, contents: &[u8], mode: u32) -> std::path::PathBuf {
 
 #[test]
 fn missing_program_is_not_found() {
-    assert_eq!(spawn_kind(Command::new("/nonexistent").output()).0, ErrorKind::NotFound);
+    assert_eq!(
+        spawn_kind(Command::new("/nonexistent").output()).0,
+        ErrorKind::NotFound
+    );
     assert_eq!(
         spawn_kind(Command::new("no-such-program-netrunner").output()).0,
         ErrorKind::NotFound
@@ -36,7 +39,10 @@ fn missing_program_is_not_found() {
 #[test]
 fn non_executable_file_is_permission_denied() {
     let path = temp_file("plain.txt", b"echo hi\n", 0o644);
-    assert_eq!(spawn_kind(Command::new(&path).output()), (ErrorKind::PermissionDenied, Some(13)));
+    assert_eq!(
+        spawn_kind(Command::new(&path).output()),
+        (ErrorKind::PermissionDenied, Some(13))
+    );
     std::fs::remove_file(path).unwrap();
 }
 
@@ -50,7 +56,11 @@ fn bad_format_is_enoexec_not_a_shell_fallback() {
 
 #[test]
 fn missing_working_directory_is_a_spawn_error() {
-    let (kind, _) = spawn_kind(Command::new("true").current_dir("/nonexistent-dir").output());
+    let (kind, _) = spawn_kind(
+        Command::new("true")
+            .current_dir("/nonexistent-dir")
+            .output(),
+    );
     assert_eq!(kind, ErrorKind::NotFound);
 }
 
@@ -62,7 +72,13 @@ fn invalid_input_names_the_field() {
     };
     assert_eq!(what(Command::new("").output()), "program");
     assert_eq!(what(Command::new("ec\0ho").output()), "program");
-    assert_eq!(what(Command::new("echo").arg("a\0b").output()), "argument 1");
+    assert_eq!(
+        what(Command::new("echo").arg("a\0b").output()),
+        "argument 1"
+    );
     assert!(what(Command::new("echo").env("KEY", "v\0").output()).contains("KEY"));
-    assert_eq!(what(Command::new("echo").current_dir("/tm\0p").output()), "cwd");
+    assert_eq!(
+        what(Command::new("echo").current_dir("/tm\0p").output()),
+        "cwd"
+    );
 }

@@ -21,7 +21,10 @@ fn echo_cat_and_sort_round_trip() {
     let out = Command::new("cat").input("some bytes").output().unwrap();
     assert_eq!(out.stdout, b"some bytes");
 
-    let out = Command::new("sort").input("pear\napple\nfig\n").output().unwrap();
+    let out = Command::new("sort")
+        .input("pear\napple\nfig\n")
+        .output()
+        .unwrap();
     assert_eq!(out.stdout, b"apple\nfig\npear\n");
 }
 
@@ -82,9 +85,15 @@ fn death_by_signal_is_not_an_exit_code() {
 #[test]
 fn stderr_is_separate_or_merged() {
     let out = sh("echo out; echo err >&2").output().unwrap();
-    assert_eq!((out.stdout.as_slice(), out.stderr.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice()),
+        (&b"out\n"[..], &b"err\n"[..])
+    );
 
-    let out = sh("echo one; echo two >&2; echo three").stderr_to_stdout().output().unwrap();
+    let out = sh("echo one; echo two >&2; echo three")
+        .stderr_to_stdout()
+        .output()
+        .unwrap();
     assert_eq!(out.stdout, b"one\ntwo\nthree\n");
     assert!(out.stderr.is_empty());
     assert_eq!(out.stats.bytes_err, 0);
@@ -114,7 +123,12 @@ fn closing_stdin_delivers_eof_while_output_is_read() {
     assert!(child.try_wait().unwrap().is_none());
     drop(stdin);
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert_eq!(out, "saw-eof\n");
     assert!(child.wait().unwrap().success());
     assert_eq!(child.stats().bytes_in, 11);
@@ -131,7 +145,11 @@ fn env_and_cwd_are_applied() {
         .unwrap();
     assert_eq!(out.stdout, b"V|unset\n/tmp\n");
 
-    let out = Command::new("env").env_clear().env("ONLY", "1").output().unwrap();
+    let out = Command::new("env")
+        .env_clear()
+        .env("ONLY", "1")
+        .output()
+        .unwrap();
     assert_eq!(out.stdout, b"ONLY=1\n");
 }
 
@@ -151,7 +169,10 @@ fn stats_count_io_and_cpu() {
 #[test]
 fn wait_timeout_try_wait_and_signals() {
     let mut child = Command::new("sleep").arg("100").spawn().unwrap();
-    assert_eq!(child.wait_timeout(Duration::from_millis(100)).unwrap(), None);
+    assert_eq!(
+        child.wait_timeout(Duration::from_millis(100)).unwrap(),
+        None
+    );
     assert_eq!(child.try_wait().unwrap(), None);
     child.terminate().unwrap();
     let status = child.wait().unwrap();
@@ -164,10 +185,11 @@ fn wait_timeout_try_wait_and_signals() {
     child.kill().unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(Signal::KILL));
 
-    let mut child = sh("trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.05; done")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        sh("trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.05; done")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut buf = [0u8; 6];
     stdout.read_exact(&mut buf).unwrap();
@@ -183,7 +205,12 @@ fn wait_timeout_try_wait_and_signals() {
 fn pid_is_the_commands_not_the_shepherds() {
     let mut child = sh("echo $$").stdout(Stdio::piped()).spawn().unwrap();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert_eq!(out.trim().parse::<u32>().unwrap(), child.id());
     child.wait().unwrap();
 }
@@ -191,7 +218,10 @@ fn pid_is_the_commands_not_the_shepherds() {
 #[test]
 fn timeout_terminates_and_returns_partial_output() {
     let started = std::time::Instant::now();
-    let err = sh("echo before; exec sleep 100").timeout(Duration::from_millis(300)).output().unwrap_err();
+    let err = sh("echo before; exec sleep 100")
+        .timeout(Duration::from_millis(300))
+        .output()
+        .unwrap_err();
     let elapsed = started.elapsed();
     match err {
         Error::Timeout { partial } => {
@@ -202,7 +232,10 @@ fn timeout_terminates_and_returns_partial_output() {
     }
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
     // Liveness bound: timeout + default kill_timeout (unused: sleep obeys TERM) + 2 s.
-    assert!(elapsed < Duration::from_millis(300) + Duration::from_secs(2), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(300) + Duration::from_secs(2),
+        "{elapsed:?}"
+    );
 }
 
 #[test]
@@ -218,8 +251,14 @@ fn a_child_that_ignores_sigterm_is_killed_after_kill_timeout() {
         Error::Timeout { partial } => assert_eq!(partial.status.signal(), Some(Signal::KILL)),
         other => panic!("expected Timeout, got {other:?}"),
     }
-    assert!(elapsed >= Duration::from_millis(700), "grace was honoured: {elapsed:?}");
-    assert!(elapsed < Duration::from_millis(700) + Duration::from_secs(2), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(700),
+        "grace was honoured: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(700) + Duration::from_secs(2),
+        "{elapsed:?}"
+    );
 }
 
 #[test]
@@ -232,7 +271,11 @@ fn max_output_keeps_exactly_the_cap() {
         other => panic!("expected OutputLimit, got {other:?}"),
     }
     // Output of exactly the cap is not over it.
-    let out = Command::new("printf").arg("12345").max_output(5).output().unwrap();
+    let out = Command::new("printf")
+        .arg("12345")
+        .max_output(5)
+        .output()
+        .unwrap();
     assert_eq!(out.stdout, b"12345");
 }
 

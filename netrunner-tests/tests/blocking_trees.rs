@@ -44,7 +44,10 @@ fn owner_killed_with_sigkill_takes_every_descendant_along() {
     helper.kill().unwrap();
     helper.wait().unwrap();
     let left = wait_gone(&pids, GRACE + Duration::from_secs(2));
-    assert!(left.is_empty(), "still present after owner SIGKILL: {left:?}");
+    assert!(
+        left.is_empty(),
+        "still present after owner SIGKILL: {left:?}"
+    );
 }
 
 #[test]
@@ -82,7 +85,10 @@ fn dropping_a_stream_early_kills_yes() {
 fn background_jobs_die_when_the_leader_exits_so_output_never_hangs() {
     let mut guard = KillOnDrop::new("sleep");
     // The background sleep holds stdout open; std's output() would wait 1000 s.
-    let out = Command::new("sh").args(["-c", "sleep 1000 & echo $!"]).output().unwrap();
+    let out = Command::new("sh")
+        .args(["-c", "sleep 1000 & echo $!"])
+        .output()
+        .unwrap();
     let pids = pids_in(&out.stdout);
     guard.add(pids.clone());
     assert_eq!(pids.len(), 1);
@@ -113,10 +119,60 @@ fn timeout_kills_grandchildren_too() {
     let pids = read_pids(&mut child, 4);
     guard.add(pids.clone());
     // Nobody waits: the shepherd enforces the timeout on its own.
-    let left = wait_gone(&pids, Duration::from_millis(200) + GRACE + Duration::from_secs(2));
+    let left = wait_gone(
+        &pids,
+        Duration::from_millis(200) + GRACE + Duration::from_secs(2),
+    );
     assert!(left.is_empty(), "{left:?}");
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(netrunner_blocking::Signal::KILL));
     let mut rest = Vec::new();
     child.stdout.take().unwrap().read_to_end(&mut rest).unwrap();
+}
+
+/// The shepherd of a command: its parent process.
+fn shepherd_of(pid: u32) -> u32 {
+    netrunner_sys::process::parent_pid_of(pid as i32).unwrap() as u32
+}
+
+#[test]
+fn sigterm_to_the_shepherd_escalates_instead_of_orphaning() {
+    let mut guard = KillOnDrop::new("sleep");
+    let mut child = Command::new("sh")
+        .args(["-c", STUBBORN_TREE])
+        .stdout(Stdio::piped())
+        .kill_timeout(GRACE)
+        .spawn()
+        .unwrap();
+    let pids = read_pids(&mut child, 4);
+    guard.add(pids.clone());
+    let shepherd = shepherd_of(child.id());
+    assert_ne!(shepherd, std::process::id());
+    let shepherd_pid = netrunner_sys::process::Pid::from_raw(shepherd as i32).unwrap();
+    netrunner_sys::process::kill(shepherd_pid, netrunner_blocking::Signal::TERM).unwrap();
+    // The shepherd survives its SIGTERM long enough to take the tree down
+    // and report: sh ignores TERM, so it dies by SIGKILL after the grace.
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(netrunner_blocking::Signal::KILL));
+    assert!(wait_gone(&pids, Duration::from_secs(2)).is_empty());
+    assert!(
+        wait_gone(&[shepherd], Duration::from_secs(2)).is_empty(),
+        "shepherd reaped"
+    );
+}
+
+#[test]
+fn a_shepherd_killed_outright_takes_its_child_along_and_is_reported() {
+    let mut guard = KillOnDrop::new("sleep");
+    let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
+    let pid = child.id();
+    guard.add([pid]);
+    let shepherd = netrunner_sys::process::Pid::from_raw(shepherd_of(pid) as i32).unwrap();
+    netrunner_sys::process::kill(shepherd, netrunner_blocking::Signal::KILL).unwrap();
+    // PR_SET_PDEATHSIG delivers SIGKILL to the command.
+    assert!(wait_gone(&[pid], Duration::from_secs(2)).is_empty());
+    match child.wait() {
+        Err(netrunner_blocking::Error::Shepherd(netrunner_blocking::ShepherdError::Lost)) => {}
+        other => panic!("expected a lost shepherd, got {other:?}"),
+    }
 }

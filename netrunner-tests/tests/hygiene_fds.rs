@@ -21,7 +21,8 @@ fn three_hundred_cycles_leak_nothing() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("{i}\n").as_bytes()).unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("{i}\n").as_bytes())
+            .unwrap();
         let status = child.wait().unwrap();
         assert!(status.success());
         let mut out = String::new();
@@ -29,7 +30,9 @@ fn three_hundred_cycles_leak_nothing() {
         assert_eq!(out, format!("{i}\n"));
     }
 
-    let settled = eventually(Duration::from_secs(3), || open_fds() == baseline && zombie_children().is_empty());
+    let settled = eventually(Duration::from_secs(3), || {
+        open_fds() == baseline && zombie_children().is_empty()
+    });
     assert!(
         settled,
         "fds: {} vs baseline {baseline}; zombies: {:?}",

@@ -20,19 +20,34 @@ fn one_hundred_concurrent_children() {
         })
         .collect();
     let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-    assert!(pids.iter().all(|&p| alive(p)), "all 100 run at the same time");
+    assert!(
+        pids.iter().all(|&p| alive(p)),
+        "all 100 run at the same time"
+    );
 
     for (i, child) in children.iter_mut().enumerate() {
-        child.stdin.as_mut().unwrap().write_all(format!("child {i}\n").as_bytes()).unwrap();
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(format!("child {i}\n").as_bytes())
+            .unwrap();
         drop(child.stdin.take());
     }
     for (i, child) in children.iter_mut().enumerate() {
         let mut out = String::new();
-        child.stdout.as_mut().unwrap().read_to_string(&mut out).unwrap();
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         assert_eq!(out, format!("child {i}\n"));
         assert!(child.wait().unwrap().success());
     }
     drop(children);
     assert!(wait_gone(&pids, Duration::from_secs(2)).is_empty());
-    assert!(eventually(Duration::from_secs(3), || open_fds() == baseline && zombie_children().is_empty()));
+    assert!(eventually(Duration::from_secs(3), || open_fds()
+        == baseline
+        && zombie_children().is_empty()));
 }

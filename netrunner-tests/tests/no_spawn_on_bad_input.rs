@@ -20,22 +20,46 @@ fn invalid_input_spawns_nothing() {
     let bad: Vec<Command> = vec![
         Command::new(""),
         Command::new("ec\0ho"),
-        { let mut c = Command::new("echo"); c.arg("x\0"); c },
-        { let mut c = Command::new("echo"); c.env("K\0", "v"); c },
-        { let mut c = Command::new("echo"); c.current_dir("a\0b"); c },
+        {
+            let mut c = Command::new("echo");
+            c.arg("x\0");
+            c
+        },
+        {
+            let mut c = Command::new("echo");
+            c.env("K\0", "v");
+            c
+        },
+        {
+            let mut c = Command::new("echo");
+            c.current_dir("a\0b");
+            c
+        },
         Command::new("no-such-program-netrunner"),
     ];
     for mut cmd in bad {
         let err = cmd.shepherd_path(&fake).output().unwrap_err();
-        assert!(matches!(err, Error::InvalidInput { .. } | Error::Spawn { .. }), "{err:?}");
-        assert!(!Path::new(&marker).exists(), "a process was started for {cmd:?}");
+        assert!(
+            matches!(err, Error::InvalidInput { .. } | Error::Spawn { .. }),
+            "{err:?}"
+        );
+        assert!(
+            !Path::new(&marker).exists(),
+            "a process was started for {cmd:?}"
+        );
     }
 
     // Control: a valid command does start the (fake) shepherd, which speaks no
     // protocol, so the launch fails cleanly as a shepherd error.
-    let err = Command::new("true").shepherd_path(&fake).output().unwrap_err();
+    let err = Command::new("true")
+        .shepherd_path(&fake)
+        .output()
+        .unwrap_err();
     assert!(matches!(err, Error::Shepherd(_)), "{err:?}");
-    assert!(marker.exists(), "the control launch should have run the stand-in");
+    assert!(
+        marker.exists(),
+        "the control launch should have run the stand-in"
+    );
     assert!(netrunner_tests::zombie_children().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -11,7 +11,10 @@ use netrunner_blocking::{Command, Stdio};
 use netrunner_tests::{ESCAPING_TREE, STUBBORN_TREE};
 
 fn main() {
-    let grace: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let grace: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
     let mut children = Vec::new();
     let mut out = std::io::stdout().lock();
     for (script, lines) in [(STUBBORN_TREE, 4), (ESCAPING_TREE, 2)] {
