@@ -1059,7 +1059,10 @@ mod tests {
     fn decoder_checks_hello_and_frame_cap() {
         let mut d = FrameDecoder::new();
         d.push(&ToShepherd::Terminate.to_frame());
-        assert_eq!(d.next_message::<ToShepherd>(), Err(DecodeError::MissingHello));
+        assert_eq!(
+            d.next_message::<ToShepherd>(),
+            Err(DecodeError::MissingHello)
+        );
 
         let mut d = FrameDecoder::new();
         d.push(&ToShepherd::Hello { version: 99 }.to_frame());
