@@ -65,33 +65,98 @@ fn has_nextest(root: &Path) -> bool {
 fn ci(root: &Path) -> Result<(), String> {
     run(root, "cargo", &["fmt", "--all", "--", "--check"])?;
     tidy_cmd(root)?;
-    run(
-        root,
-        "cargo",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
-    if has_nextest(root) {
+    let clippy = [
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ];
+    run(root, "cargo", &clippy)?;
+    let counts = if has_nextest(root) {
+        run(root, "cargo", &["test", "--workspace", "--doc"])?;
         // One process per test: process-level checks (fd counts, children)
         // never see another test's processes.
-        run(
-            root,
-            "cargo",
-            &["nextest", "run", "--workspace", "--no-fail-fast"],
-        )?;
-        run(root, "cargo", &["test", "--workspace", "--doc"])?;
+        run_counting(root, &["nextest", "run", "--workspace", "--no-fail-fast"])?
     } else {
-        run(root, "cargo", &["test", "--workspace", "--no-fail-fast"])?;
-    }
+        run_counting(root, &["test", "--workspace", "--no-fail-fast"])?
+    };
     external(root)?;
-    eprintln!("xtask ci: all checks passed");
+    // One plain closing line for whoever reads the log last.
+    println!(
+        "xtask ci: {} passed, {} failed",
+        counts.passed, counts.failed
+    );
     Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+}
+
+/// Runs `cargo ARGS`, echoing its output, and adds up the pass/fail counts
+/// that nextest's summary or libtest's `test result:` lines report.
+fn run_counting(root: &Path, args: &[&str]) -> Result<Counts, String> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("$ cargo {}", args.join(" "));
+    let mut child = Command::new("cargo")
+        .args(args)
+        .current_dir(root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    let stderr = child.stderr.take().expect("piped");
+    let echo_err = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            lines.push(line);
+        }
+        lines
+    });
+    let mut lines = Vec::new();
+    let stdout = child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        println!("{line}");
+        lines.push(line);
+    }
+    lines.extend(echo_err.join().unwrap_or_default());
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let mut counts = Counts::default();
+    for line in &lines {
+        counts.passed += number_before(line, " passed").unwrap_or(0);
+        counts.failed += number_before(line, " failed").unwrap_or(0);
+    }
+    if status.success() {
+        Ok(counts)
+    } else {
+        Err(format!(
+            "`cargo {}` failed ({status}); {} passed, {} failed",
+            args.join(" "),
+            counts.passed,
+            counts.failed
+        ))
+    }
+}
+
+/// The number right before `word` in a summary line such as
+/// `Summary [ 3.8s] 73 tests run: 73 passed, 0 skipped` or
+/// `test result: ok. 5 passed; 0 failed; ...`.
+fn number_before(line: &str, word: &str) -> Option<u64> {
+    let line = line.trim_start();
+    if !(line.contains("tests run:") || line.starts_with("test result:")) {
+        return None;
+    }
+    let at = line.find(word)?;
+    line[..at]
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn tidy_cmd(root: &Path) -> Result<(), String> {
@@ -140,5 +205,21 @@ fn external(root: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("external crate failed ({status})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_before;
+
+    #[test]
+    fn reads_runner_summaries() {
+        let nextest = "     Summary [   3.868s] 73 tests run: 73 passed, 0 skipped";
+        assert_eq!(number_before(nextest, " passed"), Some(73));
+        assert_eq!(number_before(nextest, " failed"), None);
+        let libtest = "test result: FAILED. 5 passed; 2 failed; 0 ignored";
+        assert_eq!(number_before(libtest, " passed"), Some(5));
+        assert_eq!(number_before(libtest, " failed"), Some(2));
+        assert_eq!(number_before("3 passed elsewhere", " passed"), None);
     }
 }
