@@ -69,6 +69,27 @@ pub enum ShepherdError {
     /// The shepherd went away before reporting the child's exit.
     #[error("netrunner-shepherd exited unexpectedly")]
     Lost,
+    /// The shepherd did not answer the spawn request in time.
+    #[error("netrunner-shepherd at {path} did not answer within {waited:?}")]
+    Unresponsive {
+        /// The path that was executed.
+        path: PathBuf,
+        /// How long we waited.
+        waited: std::time::Duration,
+    },
+}
+
+impl From<ShepherdError> for io::Error {
+    fn from(e: ShepherdError) -> io::Error {
+        let kind = match &e {
+            ShepherdError::NotFound(_) => io::ErrorKind::NotFound,
+            ShepherdError::Launch { source, .. } => source.kind(),
+            ShepherdError::Protocol(_) => io::ErrorKind::InvalidData,
+            ShepherdError::Lost => io::ErrorKind::BrokenPipe,
+            ShepherdError::Unresponsive { .. } => io::ErrorKind::TimedOut,
+        };
+        io::Error::new(kind, e)
+    }
 }
 
 impl Error {
@@ -90,7 +111,7 @@ impl From<Error> for io::Error {
             e @ Error::InvalidInput { .. } => io::Error::new(io::ErrorKind::InvalidInput, e),
             e @ Error::Timeout { .. } => io::Error::new(io::ErrorKind::TimedOut, e),
             e @ Error::OutputLimit { .. } => io::Error::new(io::ErrorKind::FileTooLarge, e),
-            e @ Error::Shepherd(_) => io::Error::other(e),
+            Error::Shepherd(e) => e.into(),
         }
     }
 }

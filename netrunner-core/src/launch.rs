@@ -127,7 +127,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
     let mut shepherd = start_shepherd(source.path(), theirs)?;
     let handshake = send_request(ours.as_fd(), &frames, &passed).and_then(|()| {
         drop(passed);
-        await_start(ours.as_fd())
+        await_start(ours.as_fd(), source.path(), HANDSHAKE_TIMEOUT)
     });
     match handshake {
         Ok(Start::Started { machine }) => {
@@ -214,11 +214,41 @@ enum Start {
     Failed { stage: SpawnStage, errno: i32 },
 }
 
-fn await_start(sock: BorrowedFd<'_>) -> Result<Start, Error> {
+/// How long a shepherd may take to answer a spawn request. Far beyond any
+/// fork + exec; it only stops a wrong `NETRUNNER_SHEPHERD` (a program that
+/// never speaks the protocol) from hanging `spawn()` forever.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn await_start(
+    sock: BorrowedFd<'_>,
+    path: &std::path::Path,
+    timeout: Duration,
+) -> Result<Start, Error> {
     let started_at = Instant::now();
+    let deadline = started_at + timeout;
     let mut machine = ChildMachine::new(started_at);
     let mut buf = [0u8; 512];
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut pfd = [rustix::event::PollFd::new(
+            &sock,
+            rustix::event::PollFlags::IN,
+        )];
+        let ts = rustix::event::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        match rustix::event::poll(&mut pfd, Some(&ts)) {
+            Ok(0) => {
+                return Err(ShepherdError::Unresponsive {
+                    path: path.to_owned(),
+                    waited: timeout,
+                }
+                .into())
+            }
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io::Error::from(e).into()),
+        }
         let n = loop {
             match rustix::io::read(sock, &mut buf) {
                 Err(rustix::io::Errno::INTR) => continue,
@@ -259,5 +289,74 @@ fn spawn_error(prepared: &Prepared, stage: SpawnStage, errno: i32) -> Error {
     Error::Spawn {
         program: prepared.program.clone(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netrunner_proto::{FromShepherd, PROTOCOL_VERSION};
+
+    #[test]
+    fn a_silent_shepherd_is_unresponsive_not_a_hang() {
+        let (ours, _silent_peer) = socket::socketpair_stream().unwrap();
+        let err = await_start(
+            ours.as_fd(),
+            std::path::Path::new("/x"),
+            Duration::from_millis(50),
+        )
+        .err();
+        assert!(
+            matches!(
+                err,
+                Some(Error::Shepherd(ShepherdError::Unresponsive { .. }))
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_closed_or_garbled_shepherd_is_reported() {
+        let (ours, peer) = socket::socketpair_stream().unwrap();
+        drop(peer);
+        let err = await_start(
+            ours.as_fd(),
+            std::path::Path::new("/x"),
+            Duration::from_secs(5),
+        )
+        .err();
+        assert!(
+            matches!(err, Some(Error::Shepherd(ShepherdError::Lost))),
+            "{err:?}"
+        );
+
+        let (ours, peer) = socket::socketpair_stream().unwrap();
+        socket::send(peer.as_fd(), b"HTTP/1.1 200 OK\r\n").unwrap();
+        let err = await_start(
+            ours.as_fd(),
+            std::path::Path::new("/x"),
+            Duration::from_secs(5),
+        )
+        .err();
+        assert!(
+            matches!(err, Some(Error::Shepherd(ShepherdError::Protocol(_)))),
+            "{err:?}"
+        );
+
+        let (ours, peer) = socket::socketpair_stream().unwrap();
+        let mut frames = FromShepherd::Hello {
+            version: PROTOCOL_VERSION,
+        }
+        .to_frame();
+        FromShepherd::Started { pid: 42 }.encode(&mut frames);
+        socket::send(peer.as_fd(), &frames).unwrap();
+        match await_start(
+            ours.as_fd(),
+            std::path::Path::new("/x"),
+            Duration::from_secs(5),
+        ) {
+            Ok(Start::Started { machine }) => assert_eq!(machine.pid(), Some(42)),
+            _ => panic!("expected Started"),
+        }
     }
 }

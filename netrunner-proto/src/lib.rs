@@ -66,6 +66,12 @@ pub enum DecodeError {
     MissingHello,
 }
 
+impl From<DecodeError> for std::io::Error {
+    fn from(e: DecodeError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+}
+
 /// Where a child's standard stream comes from, as the shepherd sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StdioSpec {
