@@ -26,11 +26,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netrunner_core::collect::{Collector, Feeder};
+use netrunner_core::collect::{
+    self, ChunkLimiter, Collector, Feeder, DRAIN_AFTER_EXIT, READ_CHUNK,
+};
 use netrunner_core::launch::{launch, Launched, StdioPlan};
-use netrunner_core::machine::{ChildMachine, Event, ExitInfo};
+use netrunner_core::link::{LinkState, ReapShepherd};
 use netrunner_core::stats::{IoCounters, StreamKind};
-use netrunner_core::{reaper, FrontEnd, SignalTarget};
+use netrunner_core::{FrontEnd, SignalTarget};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 pub use netrunner_core::{
@@ -45,14 +47,6 @@ pub type Command = netrunner_core::Command<Blocking>;
 #[derive(Debug, Clone, Copy)]
 pub struct Blocking;
 
-/// How long `output()` keeps reading after the exit report when a pipe has
-/// not reached EOF: only a process outside the tree (one handed the pipe
-/// over a socket, say) can still hold it, and we do not wait for strangers.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
-
-/// Bytes read per `read` call when collecting.
-const READ_CHUNK: usize = 64 * 1024;
-
 impl FrontEnd for Blocking {
     type Child = Child;
     type Output = Result<Output, Error>;
@@ -60,15 +54,10 @@ impl FrontEnd for Blocking {
     type Stream = Stream;
 
     fn spawn(cmd: &Command) -> Result<Child, Error> {
-        let plan = StdioPlan {
-            modes: [
-                cmd.stdio_or(0, Stdio::inherit()),
-                cmd.stdio_or(1, Stdio::inherit()),
-                cmd.stdio_or(2, Stdio::inherit()),
-            ],
-            stderr_to_stdout: cmd.get_stderr_to_stdout(),
-        };
-        Ok(Child::from_launched(launch(cmd, plan)?))
+        Ok(Child::from_launched(launch(
+            cmd,
+            StdioPlan::for_spawn(cmd),
+        )?))
     }
 
     fn output(cmd: &Command) -> Result<Output, Error> {
@@ -77,38 +66,17 @@ impl FrontEnd for Blocking {
 
     fn status(cmd: &Command) -> Result<ExitStatus, Error> {
         let mut child = Self::spawn(cmd)?;
-        let status = child.wait()?;
-        let exit = *child.link.machine.exit().ok_or(ShepherdError::Lost)?;
-        if exit.timed_out {
-            return Err(Error::Timeout {
-                partial: Box::new(Output {
-                    status,
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    stats: child.stats(),
-                }),
-            });
-        }
-        Ok(status)
+        child.wait()?;
+        collect::status_result(&child.link.state.exit_info()?, child.stats())
     }
 
     fn stream(cmd: &Command) -> Result<Stream, Error> {
-        let plan = StdioPlan {
-            modes: [
-                cmd.stdio_or(0, Stdio::null()),
-                Stdio::piped(),
-                cmd.stdio_or(2, Stdio::inherit()),
-            ],
-            stderr_to_stdout: cmd.get_stderr_to_stdout(),
-        };
-        let mut child = Child::from_launched(launch(cmd, plan)?);
+        let mut child = Child::from_launched(launch(cmd, StdioPlan::for_stream(cmd))?);
         let stdout = child.stdout.take();
         Ok(Stream {
             child,
             stdout,
-            limit: cmd.get_max_output(),
-            remaining: cmd.get_max_output(),
-            limit_hit: false,
+            limiter: ChunkLimiter::new(cmd.get_max_output()),
         })
     }
 }
@@ -263,109 +231,63 @@ impl Read for ChildStderr {
 // ---------------------------------------------------------------------------
 // Child
 
-/// The link to a child's shepherd: the socket, the state machine, and the
-/// shepherd process to reap.
+/// The shepherd socket of a child, with its [`LinkState`].
 struct Link {
-    machine: ChildMachine,
+    state: LinkState,
     socket: Option<OwnedFd>,
-    shepherd: Option<std::process::Child>,
-    counters: Arc<IoCounters>,
 }
 
 impl Link {
     /// Writes whatever the machine wants sent.
     fn flush(&mut self) -> Result<(), Error> {
-        let Some(sock) = &self.socket else {
-            return Ok(());
-        };
-        while let Some(bytes) = self.machine.poll_transmit() {
-            let mut sent = 0;
-            while sent < bytes.len() {
-                match netrunner_sys::socket::send(sock.as_fd(), &bytes[sent..]) {
-                    Ok(n) => sent += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_ready(sock.as_fd(), PollFlags::OUT, None)?;
-                    }
-                    // The shepherd is gone; reading will report how.
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-                    Err(e) => {
-                        self.machine.unsent(&bytes[sent..]);
-                        return Err(e.into());
-                    }
+        loop {
+            let Some(sock) = &self.socket else {
+                self.state.discard_outgoing();
+                return Ok(());
+            };
+            let out = self.state.outgoing();
+            if out.is_empty() {
+                return Ok(());
+            }
+            match netrunner_sys::socket::send(sock.as_fd(), out) {
+                Ok(n) => self.state.sent(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_ready(sock.as_fd(), PollFlags::OUT, None)?;
                 }
+                // The shepherd is gone; reading will report how.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => self.state.discard_outgoing(),
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
     }
 
-    /// Reads everything the socket has now and feeds the machine.
-    /// Returns an error if the shepherd was lost.
+    /// Reads everything the socket has now and acts on it.
     fn receive(&mut self) -> Result<(), Error> {
         let mut buf = [0u8; 1024];
         while let Some(sock) = &self.socket {
             match rustix::io::read(sock, &mut buf) {
                 Ok(0) => {
-                    self.machine.handle_eof(Instant::now());
                     self.socket = None;
+                    self.state.handle_eof();
                 }
-                Ok(n) => self.machine.handle_bytes(Instant::now(), &buf[..n]),
+                Ok(n) => self.state.handle_bytes(&buf[..n]),
                 Err(rustix::io::Errno::AGAIN) => break,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(io::Error::from(e).into()),
             }
         }
-        let mut lost = None;
-        while let Some(event) = self.machine.poll_event() {
-            match event {
-                Event::Exited(_) => {
-                    // The shepherd exits right after sending this, so a
-                    // blocking wait for it is brief and keeps the reaper
-                    // thread out of the common path.
-                    if let Some(mut shepherd) = self.shepherd.take() {
-                        let _ = shepherd.wait();
-                    }
-                }
-                Event::Lost(e) => lost = Some(e),
-                Event::Started { .. } | Event::SpawnFailed { .. } => {}
-            }
-        }
-        if let Some(e) = lost {
-            if let Some(shepherd) = self.shepherd.take() {
-                reaper::reap(shepherd);
-            }
-            return Err(e.into());
-        }
-        Ok(())
+        self.state.process_events()
     }
 
     /// Waits up to `timeout` (forever if `None`) for news from the shepherd.
     fn pump(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
         self.flush()?;
         if let Some(sock) = &self.socket {
-            if !self.machine.is_finished() {
+            if !self.state.machine.is_finished() {
                 wait_ready(sock.as_fd(), PollFlags::IN, timeout)?;
             }
         }
         self.receive()
-    }
-
-    fn status(&self) -> Result<Option<ExitStatus>, Error> {
-        match self.machine.exit() {
-            Some(info) => Ok(Some(info.status)),
-            None if self.machine.is_finished() => Err(ShepherdError::Lost.into()),
-            None => Ok(None),
-        }
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        // Closing the socket is the signal: a shepherd whose command still
-        // runs takes the whole tree down (SIGTERM, grace, SIGKILL) on EOF.
-        self.socket = None;
-        if let Some(shepherd) = self.shepherd.take() {
-            reaper::reap(shepherd);
-        }
     }
 }
 
@@ -396,7 +318,8 @@ impl fmt::Debug for Child {
 
 impl Child {
     fn from_launched(l: Launched) -> Self {
-        let counters = Arc::new(IoCounters::default());
+        let state = LinkState::new(l.machine, l.shepherd, ReapShepherd::Wait);
+        let counters = state.counters.clone();
         let pipe = |fd: OwnedFd, kind| Pipe {
             fd,
             kind,
@@ -407,34 +330,32 @@ impl Child {
             stdout: l.stdout.map(|fd| ChildStdout(pipe(fd, StreamKind::Stdout))),
             stderr: l.stderr.map(|fd| ChildStderr(pipe(fd, StreamKind::Stderr))),
             link: Link {
-                machine: l.machine,
+                state,
                 socket: Some(l.socket),
-                shepherd: Some(l.shepherd),
-                counters,
             },
         }
     }
 
     /// The command's pid (not the shepherd's).
     pub fn id(&self) -> u32 {
-        self.link.machine.pid().unwrap_or(0)
+        self.link.state.pid()
     }
 
     /// Sends `sig` to the command's whole process group. A no-op once it has exited.
     pub fn signal(&mut self, sig: Signal) -> Result<(), Error> {
-        self.link.machine.signal(sig, SignalTarget::Group);
+        self.link.state.machine.signal(sig, SignalTarget::Group);
         self.link.flush()
     }
 
     /// SIGTERM to the tree now, SIGKILL after `kill_timeout`. Does not block.
     pub fn terminate(&mut self) -> Result<(), Error> {
-        self.link.machine.terminate();
+        self.link.state.machine.terminate();
         self.link.flush()
     }
 
     /// SIGKILL to the whole tree now. Does not block.
     pub fn kill(&mut self) -> Result<(), Error> {
-        self.link.machine.kill();
+        self.link.state.machine.kill();
         self.link.flush()
     }
 
@@ -445,7 +366,7 @@ impl Child {
     pub fn wait(&mut self) -> Result<ExitStatus, Error> {
         drop(self.stdin.take());
         loop {
-            if let Some(status) = self.link.status()? {
+            if let Some(status) = self.link.state.status()? {
                 return Ok(status);
             }
             self.link.pump(None)?;
@@ -454,18 +375,18 @@ impl Child {
 
     /// The exit status if the command has finished, without blocking.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, Error> {
-        if self.link.status()?.is_none() {
+        if self.link.state.status()?.is_none() {
             self.link.flush()?;
             self.link.receive()?;
         }
-        self.link.status()
+        self.link.state.status()
     }
 
     /// Waits at most `timeout` for the command to finish.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.link.status()? {
+            if let Some(status) = self.link.state.status()? {
                 return Ok(Some(status));
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -478,15 +399,7 @@ impl Child {
 
     /// Statistics so far (CPU time and peak memory once the command has exited).
     pub fn stats(&self) -> Stats {
-        self.link.machine.stats(Instant::now(), &self.link.counters)
-    }
-
-    fn exit_info(&self) -> Result<ExitInfo, Error> {
-        self.link
-            .machine
-            .exit()
-            .copied()
-            .ok_or_else(|| ShepherdError::Lost.into())
+        self.link.state.stats()
     }
 }
 
@@ -527,7 +440,7 @@ fn collect_output(cmd: &Command) -> Result<Output, Error> {
 
     loop {
         child.link.receive()?;
-        let exited = child.link.machine.is_finished();
+        let exited = child.link.state.machine.is_finished();
         if exited && readers.iter().all(Option::is_none) {
             break;
         }
@@ -599,8 +512,8 @@ fn collect_output(cmd: &Command) -> Result<Output, Error> {
     }
     drop(stdin);
     let exit = loop {
-        if child.link.machine.is_finished() {
-            break child.exit_info()?;
+        if child.link.state.machine.is_finished() {
+            break child.link.state.exit_info()?;
         }
         child.link.pump(None)?;
     };
@@ -621,11 +534,7 @@ fn collect_output(cmd: &Command) -> Result<Output, Error> {
 pub struct Stream {
     child: Child,
     stdout: Option<ChildStdout>,
-    /// `max_output`.
-    limit: Option<usize>,
-    /// Bytes still allowed under it.
-    remaining: Option<usize>,
-    limit_hit: bool,
+    limiter: ChunkLimiter,
 }
 
 impl fmt::Debug for Stream {
@@ -650,22 +559,12 @@ impl Stream {
         if let Some(mut out) = self.stdout.take() {
             io::copy(&mut out, &mut io::sink())?;
         }
-        let status = self.child.wait()?;
-        let partial = || {
-            Box::new(Output {
-                status,
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                stats: self.child.stats(),
-            })
-        };
-        if self.child.exit_info()?.timed_out {
-            return Err(Error::Timeout { partial: partial() });
-        }
-        if self.limit_hit {
-            return Err(Error::OutputLimit { partial: partial() });
-        }
-        Ok(status)
+        self.child.wait()?;
+        collect::stream_result(
+            &self.child.link.state.exit_info()?,
+            self.child.stats(),
+            self.limiter.hit(),
+        )
     }
 }
 
@@ -673,43 +572,29 @@ impl Iterator for Stream {
     type Item = io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let out = self.stdout.as_mut()?;
-        if self.limit_hit {
-            // Stop reading; closing our end also makes the writer fail.
-            self.stdout = None;
-            let _ = self.child.terminate();
-            let limit = self.limit.unwrap_or(0);
-            return Some(Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                format!("output limit of {limit} bytes reached; the command was terminated"),
-            )));
-        }
-        // Read one byte past the limit so output of exactly the limit is
-        // not mistaken for more.
-        let want = self
-            .remaining
-            .map_or(READ_CHUNK, |r| READ_CHUNK.min(r.saturating_add(1)));
-        let mut buf = vec![0u8; want];
-        match out.read(&mut buf) {
-            Ok(0) => {
+        loop {
+            let out = self.stdout.as_mut()?;
+            if self.limiter.hit() {
+                // Stop reading; closing our end also makes the writer fail.
                 self.stdout = None;
-                None
+                let _ = self.child.terminate();
+                return Some(Err(self.limiter.error()));
             }
-            Ok(mut n) => {
-                if let Some(remaining) = &mut self.remaining {
-                    if n > *remaining {
-                        n = *remaining;
-                        self.limit_hit = true;
+            let mut buf = vec![0u8; self.limiter.want()];
+            match out.read(&mut buf) {
+                Ok(0) => {
+                    self.stdout = None;
+                    return None;
+                }
+                Ok(n) => {
+                    let deliver = self.limiter.accept(n);
+                    if deliver > 0 {
+                        buf.truncate(deliver);
+                        return Some(Ok(buf));
                     }
-                    *remaining -= n;
                 }
-                if n == 0 {
-                    return self.next();
-                }
-                buf.truncate(n);
-                Some(Ok(buf))
+                Err(e) => return Some(Err(e)),
             }
-            Err(e) => Some(Err(e)),
         }
     }
 }

@@ -1,8 +1,19 @@
 //! Collecting a command's output under a byte cap, and feeding its input.
 
+use std::time::Duration;
+
 use crate::machine::ExitInfo;
 use crate::stats::{Stats, StreamKind};
 use crate::{Error, Output};
+
+/// How long `output()` keeps reading after the exit report when a pipe has
+/// not reached EOF. Everything in the tree is dead by then, so only a process
+/// outside it (one handed the pipe over a socket, say) can still hold the
+/// pipe, and `output()` does not wait for strangers.
+pub const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+/// Bytes read per `read` call when collecting or streaming.
+pub const READ_CHUNK: usize = 64 * 1024;
 
 /// Buffers stdout and stderr, keeping at most `limit` bytes in total.
 #[derive(Debug, Default)]
@@ -74,6 +85,36 @@ impl Collector {
     }
 }
 
+/// The result of `status()`: the status, or [`Error::Timeout`] if the
+/// command's timeout fired.
+pub fn status_result(exit: &ExitInfo, stats: Stats) -> Result<crate::ExitStatus, Error> {
+    stream_result(exit, stats, false)
+}
+
+/// The result of finishing a stream: the status, [`Error::Timeout`] if the
+/// timeout fired, or [`Error::OutputLimit`] if `limit_hit`.
+pub fn stream_result(
+    exit: &ExitInfo,
+    stats: Stats,
+    limit_hit: bool,
+) -> Result<crate::ExitStatus, Error> {
+    let partial = || {
+        Box::new(Output {
+            status: exit.status,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            stats: stats.clone(),
+        })
+    };
+    if exit.timed_out {
+        Err(Error::Timeout { partial: partial() })
+    } else if limit_hit {
+        Err(Error::OutputLimit { partial: partial() })
+    } else {
+        Ok(exit.status)
+    }
+}
+
 /// The `input` bytes still to write to the command's stdin.
 #[derive(Debug, Default)]
 pub struct Feeder {
@@ -97,6 +138,61 @@ impl Feeder {
     /// Everything was written.
     pub fn is_done(&self) -> bool {
         self.written == self.data.len()
+    }
+}
+
+/// Applies `max_output` to a stream of chunks.
+///
+/// Reads ask for one byte more than the limit allows, so output of exactly
+/// the limit is not mistaken for more.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkLimiter {
+    limit: Option<usize>,
+    remaining: usize,
+    hit: bool,
+}
+
+impl ChunkLimiter {
+    /// A limiter allowing `limit` bytes (unlimited for `None`).
+    pub fn new(limit: Option<usize>) -> Self {
+        ChunkLimiter {
+            limit,
+            remaining: limit.unwrap_or(usize::MAX),
+            hit: false,
+        }
+    }
+
+    /// How many bytes the next read should ask for.
+    pub fn want(&self) -> usize {
+        READ_CHUNK.min(self.remaining.saturating_add(1))
+    }
+
+    /// `n` bytes were read; returns how many of them may be delivered.
+    pub fn accept(&mut self, n: usize) -> usize {
+        let deliver = n.min(self.remaining);
+        if deliver < n {
+            self.hit = true;
+        }
+        if self.limit.is_some() {
+            self.remaining -= deliver;
+        }
+        deliver
+    }
+
+    /// Whether more arrived than the limit allows.
+    pub fn hit(&self) -> bool {
+        self.hit
+    }
+
+    /// The error a stream yields once, when the limit is exceeded.
+    pub fn error(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "output limit of {} bytes reached; the command was terminated",
+                self.limit.unwrap_or(0)
+            ),
+        )
     }
 }
 
@@ -150,6 +246,23 @@ mod tests {
             Err(Error::Timeout { partial }) => assert_eq!(partial.stdout, b"partial"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn chunk_limiter_delivers_exactly_the_limit() {
+        let mut l = ChunkLimiter::new(Some(5));
+        assert_eq!(l.want(), 6);
+        assert_eq!(l.accept(3), 3);
+        assert_eq!(l.want(), 3);
+        assert_eq!(l.accept(3), 2);
+        assert!(l.hit());
+        let mut exact = ChunkLimiter::new(Some(2));
+        assert_eq!(exact.accept(2), 2);
+        assert!(!exact.hit(), "EOF after exactly the limit is fine");
+        let mut none = ChunkLimiter::new(None);
+        assert_eq!(none.want(), READ_CHUNK);
+        assert_eq!(none.accept(READ_CHUNK), READ_CHUNK);
+        assert!(!none.hit());
     }
 
     #[test]

@@ -23,6 +23,50 @@ pub struct StdioPlan {
     pub stderr_to_stdout: bool,
 }
 
+impl StdioPlan {
+    /// `spawn()` and `status()`: every stream inherited unless configured, as in `std`.
+    pub fn for_spawn<F>(cmd: &Command<F>) -> Self {
+        StdioPlan {
+            modes: [
+                cmd.stdio_or(0, Stdio::inherit()),
+                cmd.stdio_or(1, Stdio::inherit()),
+                cmd.stdio_or(2, Stdio::inherit()),
+            ],
+            stderr_to_stdout: cmd.get_stderr_to_stdout(),
+        }
+    }
+
+    /// `output()`: stdout and stderr piped; stdin `/dev/null`, or piped when
+    /// there is `input` to write.
+    pub fn for_output<F>(cmd: &Command<F>) -> Self {
+        let stdin = if cmd.get_input().is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        StdioPlan {
+            modes: [
+                cmd.stdio_or(0, stdin),
+                cmd.stdio_or(1, Stdio::piped()),
+                cmd.stdio_or(2, Stdio::piped()),
+            ],
+            stderr_to_stdout: cmd.get_stderr_to_stdout(),
+        }
+    }
+
+    /// `stream()`: stdout piped (always), stdin `/dev/null`, stderr inherited.
+    pub fn for_stream<F>(cmd: &Command<F>) -> Self {
+        StdioPlan {
+            modes: [
+                cmd.stdio_or(0, Stdio::null()),
+                Stdio::piped(),
+                cmd.stdio_or(2, Stdio::inherit()),
+            ],
+            stderr_to_stdout: cmd.get_stderr_to_stdout(),
+        }
+    }
+}
+
 /// A started child: our ends of its pipes and the link to its shepherd.
 #[derive(Debug)]
 pub struct Launched {

@@ -11,13 +11,16 @@
 //! they read into the machine, and write what it asks them to.
 #![forbid(unsafe_code)]
 
+pub mod aio;
 pub mod collect;
 pub mod command;
 pub mod error;
 pub mod exit;
 pub mod launch;
+pub mod link;
 pub mod machine;
 pub mod reaper;
+pub mod runtime;
 pub mod shepherd_exe;
 pub mod stats;
 
@@ -26,6 +29,7 @@ pub use error::{Error, ShepherdError};
 pub use exit::ExitStatus;
 pub use netrunner_proto::SignalTarget;
 pub use netrunner_sys::{ParseSignalError, Signal};
+pub use runtime::{AsyncFd, AsyncTimer, Runtime};
 pub use stats::Stats;
 
 /// What a finished command produced.
