@@ -16,5 +16,7 @@ pub mod process;
 pub mod signal;
 pub mod signalfd;
 pub mod socket;
+#[cfg(feature = "tokio")]
+pub mod tokio_fd;
 
 pub use signal::{ParseSignalError, Signal};

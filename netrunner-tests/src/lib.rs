@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod async_std_rt;
+
 use netrunner_sys::process::{self, Pid};
 use netrunner_sys::Signal;
 
@@ -120,3 +122,87 @@ pub const STUBBORN_TREE: &str =
 /// A shell script whose child escapes into its own session with `setsid`.
 /// Prints the escaped sleep's pid and the shell's.
 pub const ESCAPING_TREE: &str = "setsid sleep 1000 & echo $!; echo $$; wait";
+
+/// The next item of a stream, without pulling in a combinator crate.
+pub async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+/// Runs `make()`'s future on a current-thread and on a multi-thread tokio
+/// runtime, one after the other.
+pub fn on_both_runtimes<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(make());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(make());
+}
+
+/// Resident set size of this process in KiB (`VmRSS` in `/proc/self/status`).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Raises this process's open-file soft limit to its hard limit.
+pub fn raise_fd_limit() -> u64 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
+/// Runs the `hold-tree` helper at `helper` in `mode`, SIGKILLs it once its
+/// trees are up, and returns the pids of those trees still present after
+/// `grace` + 2 s (empty when the guarantee holds). Panics if the helper
+/// does not report six live pids.
+pub fn owner_death_leftovers(helper: &str, mode: &str, grace: Duration) -> Vec<u32> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(helper)
+        .args([mode, &grace.as_millis().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the helper");
+    let mut guard = KillOnDrop::new("sleep");
+    let mut pids = Vec::new();
+    let stdout = child.stdout.take().expect("piped");
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("helper output");
+        if line == "ready" {
+            break;
+        }
+        pids.push(line.trim().parse::<u32>().expect("a pid"));
+    }
+    guard.add(pids.clone());
+    assert_eq!(
+        pids.len(),
+        6,
+        "three sleeps + sh, setsid sleep + sh: {pids:?}"
+    );
+    assert!(
+        pids.iter().all(|&p| alive(p)),
+        "all running before the owner dies"
+    );
+    child.kill().expect("SIGKILL the helper");
+    child.wait().expect("reap the helper");
+    wait_gone(&pids, grace + Duration::from_secs(2))
+}

@@ -1,7 +1,6 @@
 //! Whole-tree cleanup: owner death, drop, timeouts, and leaders that exit early.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::Stdio as StdStdio;
 use std::time::Duration;
 
 use netrunner_blocking::{Command, Stdio};
@@ -23,27 +22,8 @@ fn read_pids(child: &mut netrunner_blocking::Child, n: usize) -> Vec<u32> {
 
 #[test]
 fn owner_killed_with_sigkill_takes_every_descendant_along() {
-    let mut helper = std::process::Command::new(env!("CARGO_BIN_EXE_hold-tree"))
-        .arg(GRACE.as_millis().to_string())
-        .stdout(StdStdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop::new("sleep");
-    let mut pids = Vec::new();
-    for line in BufReader::new(helper.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line == "ready" {
-            break;
-        }
-        pids.push(line.trim().parse::<u32>().unwrap());
-    }
-    guard.add(pids.clone());
-    assert_eq!(pids.len(), 6, "three sleeps + sh, setsid sleep + sh");
-    assert!(pids.iter().all(|&p| netrunner_tests::alive(p)));
-
-    helper.kill().unwrap();
-    helper.wait().unwrap();
-    let left = wait_gone(&pids, GRACE + Duration::from_secs(2));
+    let left =
+        netrunner_tests::owner_death_leftovers(env!("CARGO_BIN_EXE_hold-tree"), "blocking", GRACE);
     assert!(
         left.is_empty(),
         "still present after owner SIGKILL: {left:?}"

@@ -1,39 +1,131 @@
 //! Test helper: starts process trees through netrunner, prints every pid in
 //! them, then blocks forever, waiting to be killed by the test.
 //!
-//! Usage: `hold-tree KILL_TIMEOUT_MS`. Prints one pid per line, then `ready`.
+//! Usage: `hold-tree blocking|tokio|async-std KILL_TIMEOUT_MS`. Prints one pid
+//! per line, then `ready`.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::time::Duration;
 
-use netrunner_blocking::{Command, Stdio};
 use netrunner_tests::{ESCAPING_TREE, STUBBORN_TREE};
 
-fn main() {
-    let grace: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1000);
-    let mut children = Vec::new();
+const TREES: [(&str, usize); 2] = [(STUBBORN_TREE, 4), (ESCAPING_TREE, 2)];
+
+fn report(pids: &[u8]) {
     let mut out = std::io::stdout().lock();
-    for (script, lines) in [(STUBBORN_TREE, 4), (ESCAPING_TREE, 2)] {
-        let mut child = Command::new("sh")
+    out.write_all(pids).unwrap();
+    out.flush().unwrap();
+}
+
+fn lines_of(buf: &[u8], n: usize) -> bool {
+    buf.iter().filter(|&&b| b == b'\n').count() >= n
+}
+
+fn blocking(grace: Duration) -> Vec<netrunner_blocking::Child> {
+    use std::io::Read;
+    let mut children = Vec::new();
+    for (script, n) in TREES {
+        let mut child = netrunner_blocking::Command::new("sh")
             .args(["-c", script])
-            .stdout(Stdio::piped())
-            .kill_timeout(Duration::from_millis(grace))
+            .stdout(netrunner_blocking::Stdio::piped())
+            .kill_timeout(grace)
             .spawn()
             .expect("spawn through netrunner");
-        let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
-        for _ in 0..lines {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("read a pid");
-            write!(out, "{line}").unwrap();
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !lines_of(&buf, n) {
+            child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut byte)
+                .expect("read a pid");
+            buf.push(byte[0]);
         }
-        children.push((child, reader));
+        report(&buf);
+        children.push(child);
     }
-    writeln!(out, "ready").unwrap();
-    out.flush().unwrap();
+    children
+}
+
+async fn tokio_trees(grace: Duration) -> Vec<netrunner_tokio::Child> {
+    use tokio::io::AsyncReadExt;
+    let mut children = Vec::new();
+    for (script, n) in TREES {
+        let mut child = netrunner_tokio::Command::new("sh")
+            .args(["-c", script])
+            .stdout(netrunner_tokio::Stdio::piped())
+            .kill_timeout(grace)
+            .spawn()
+            .expect("spawn through netrunner");
+        let mut buf = Vec::new();
+        while !lines_of(&buf, n) {
+            buf.push(
+                child
+                    .stdout
+                    .as_mut()
+                    .unwrap()
+                    .read_u8()
+                    .await
+                    .expect("read a pid"),
+            );
+        }
+        report(&buf);
+        children.push(child);
+    }
+    children
+}
+
+async fn async_std_trees(grace: Duration) -> Vec<netrunner_core::aio::AsyncChild> {
+    use netrunner_core::launch::StdioPlan;
+    let rt = netrunner_tests::async_std_rt::AsyncStdRuntime;
+    let mut children = Vec::new();
+    for (script, n) in TREES {
+        let mut cmd = netrunner_core::Command::<()>::new("sh");
+        cmd.args(["-c", script])
+            .stdout(netrunner_core::Stdio::piped())
+            .kill_timeout(grace);
+        let child = netrunner_core::aio::AsyncChild::spawn(&rt, &cmd, StdioPlan::for_spawn(&cmd))
+            .expect("spawn through netrunner");
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !lines_of(&buf, n) {
+            child
+                .stdout
+                .as_ref()
+                .unwrap()
+                .read(&mut byte)
+                .await
+                .expect("read a pid");
+            buf.push(byte[0]);
+        }
+        report(&buf);
+        children.push(child);
+    }
+    children
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "blocking".into());
+    let grace = Duration::from_millis(
+        std::env::args()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1000),
+    );
+    let held: Box<dyn std::any::Any> = match mode.as_str() {
+        "blocking" => Box::new(blocking(grace)),
+        "tokio" => {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let children = rt.block_on(tokio_trees(grace));
+            Box::new((children, rt))
+        }
+        "async-std" => Box::new(async_std::task::block_on(async_std_trees(grace))),
+        other => panic!("unknown mode {other}"),
+    };
+    report(b"ready\n");
+    let _keep = held;
     loop {
         std::thread::park();
     }
