@@ -30,7 +30,7 @@ use netrunner_core::collect::{
     self, ChunkLimiter, Collector, Feeder, DRAIN_AFTER_EXIT, READ_CHUNK,
 };
 use netrunner_core::launch::{launch, Launched, StdioPlan};
-use netrunner_core::link::{LinkState, ReapShepherd};
+use netrunner_core::link::{read_socket, LinkState, ReapShepherd};
 use netrunner_core::stats::{IoCounters, StreamKind};
 use netrunner_core::{FrontEnd, SignalTarget};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -265,18 +265,17 @@ impl Link {
     fn receive(&mut self) -> Result<(), Error> {
         let mut buf = [0u8; 1024];
         while let Some(sock) = &self.socket {
-            match rustix::io::read(sock, &mut buf) {
+            match read_socket(sock.as_fd(), &mut buf) {
                 Ok(0) => {
                     self.socket = None;
                     self.state.handle_eof();
                 }
                 Ok(n) => self.state.handle_bytes(&buf[..n]),
-                Err(rustix::io::Errno::AGAIN) => break,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(io::Error::from(e).into()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
             }
         }
-        self.state.process_events()
+        self.state.status().map(drop)
     }
 
     /// Waits up to `timeout` (forever if `None`) for news from the shepherd.
@@ -400,6 +399,13 @@ impl Child {
     /// Statistics so far (CPU time and peak memory once the command has exited).
     pub fn stats(&self) -> Stats {
         self.link.state.stats()
+    }
+
+    /// Whether the command's [`timeout`](netrunner_core::Command::timeout)
+    /// fired: `true` only once the exit has been reported and the tree was
+    /// taken down because of it.
+    pub fn timed_out(&self) -> bool {
+        self.link.state.exit_info().is_ok_and(|e| e.timed_out)
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crate::collect::{ChunkLimiter, Collector, Feeder, DRAIN_AFTER_EXIT, READ_CHUNK};
 use crate::launch::{launch, StdioPlan};
-use crate::link::{LinkState, ReapShepherd};
+use crate::link::{read_socket, LinkState, ReapShepherd};
 use crate::runtime::{AsyncFd, AsyncTimer, Runtime};
 use crate::stats::{IoCounters, StreamKind};
 use crate::{Command, Error, ExitStatus, Output, Signal, SignalTarget, Stats};
@@ -127,7 +127,7 @@ impl AsyncLink {
             if self.state.machine.is_finished() {
                 break;
             }
-            match ready!(sock.poll_read_with(cx, &mut |fd| read_op(fd, &mut buf))) {
+            match ready!(sock.poll_read_with(cx, &mut |fd| read_socket(fd, &mut buf))) {
                 Ok(0) => {
                     self.socket = None;
                     self.state.handle_eof();
@@ -135,10 +135,8 @@ impl AsyncLink {
                 Ok(n) => self.state.handle_bytes(&buf[..n]),
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
-            self.state.process_events()?;
         }
-        self.state.process_events()?;
-        Poll::Ready(Ok(()))
+        Poll::Ready(self.state.status().map(drop))
     }
 
     /// Drives the link until the exit report arrives.

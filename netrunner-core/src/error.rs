@@ -92,6 +92,22 @@ impl From<ShepherdError> for io::Error {
     }
 }
 
+/// A step of preparing the child before `exec` failed (joining its process
+/// group, installing its streams, changing directory, ...).
+///
+/// Found inside [`Error::Spawn`]'s `source` (via `io::Error::get_ref`) when the
+/// failure was not `exec` itself: the program was found, the setup around it
+/// was not possible.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {os}")]
+pub struct ChildSetupError {
+    /// The step that failed, e.g. "changing directory".
+    pub step: &'static str,
+    /// The OS error.
+    #[source]
+    pub os: io::Error,
+}
+
 impl Error {
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidInput {

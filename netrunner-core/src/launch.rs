@@ -315,20 +315,18 @@ fn await_start(
     }
 }
 
-/// A stage of the child's setup failed before or at exec.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {}", .stage.describe(), .os)]
-struct StageError {
-    stage: SpawnStage,
-    os: io::Error,
-}
-
 fn spawn_error(prepared: &Prepared, stage: SpawnStage, errno: i32) -> Error {
     let os = io::Error::from_raw_os_error(errno);
     let source = if stage == SpawnStage::Exec {
         os
     } else {
-        io::Error::new(os.kind(), StageError { stage, os })
+        io::Error::new(
+            os.kind(),
+            crate::error::ChildSetupError {
+                step: stage.describe(),
+                os,
+            },
+        )
     };
     Error::Spawn {
         program: prepared.program.clone(),

@@ -2,16 +2,36 @@
 //!
 //! A front end owns the socket and its readiness; it hands what it reads to
 //! [`LinkState::handle_bytes`] / [`LinkState::handle_eof`], writes
-//! [`LinkState::outgoing`] and reports progress with [`LinkState::sent`],
-//! then calls [`LinkState::process_events`]. Dropping the state reaps the
-//! shepherd (now, or through [`crate::reaper`] if it is still running).
+//! [`LinkState::outgoing`] and reports progress with [`LinkState::sent`].
+//! Events are acted on as soon as they arrive — including an exit report
+//! that came in the same read as `Started` during the launch — so the
+//! shepherd is reaped the moment it reports. Dropping the state reaps a
+//! shepherd that has not reported (now, or through [`crate::reaper`]).
 
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::machine::{ChildMachine, Event, ExitInfo};
 use crate::stats::IoCounters;
 use crate::{reaper, Error, ExitStatus, ShepherdError, Stats};
+
+/// `read(2)` on the shepherd socket; 0 is end of stream.
+///
+/// ECONNRESET is end of stream too: a unix socket closed with unread data
+/// in its receive queue resets its peer, which happens whenever the
+/// shepherd exits before reading a late request of ours (a terminate sent
+/// as the command was already dying). Everything it sent is read first.
+pub fn read_socket(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::CONNRESET) => return Ok(0),
+            other => return other.map_err(Into::into),
+        }
+    }
+}
 
 /// How to reap a shepherd once it has reported the exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,18 +54,23 @@ pub struct LinkState {
     shepherd: Option<std::process::Child>,
     unsent: Vec<u8>,
     reap: ReapShepherd,
+    lost: Option<ShepherdError>,
 }
 
 impl LinkState {
     /// State for a freshly launched child.
     pub fn new(machine: ChildMachine, shepherd: std::process::Child, reap: ReapShepherd) -> Self {
-        LinkState {
+        let mut state = LinkState {
             machine,
             counters: Arc::new(IoCounters::default()),
             shepherd: Some(shepherd),
             unsent: Vec::new(),
             reap,
-        }
+            lost: None,
+        };
+        // The exit report may have arrived with `Started`.
+        state.process_events();
+        state
     }
 
     /// Bytes that must be written to the shepherd socket next.
@@ -69,11 +94,13 @@ impl LinkState {
     /// Bytes read from the socket.
     pub fn handle_bytes(&mut self, bytes: &[u8]) {
         self.machine.handle_bytes(Instant::now(), bytes);
+        self.process_events();
     }
 
     /// The socket reached EOF.
     pub fn handle_eof(&mut self) {
         self.machine.handle_eof(Instant::now());
+        self.process_events();
         if let Some(shepherd) = &mut self.shepherd {
             if matches!(shepherd.try_wait(), Ok(Some(_))) {
                 self.shepherd = None;
@@ -81,9 +108,9 @@ impl LinkState {
         }
     }
 
-    /// Acts on what the machine learnt; an error if the shepherd was lost.
-    pub fn process_events(&mut self) -> Result<(), Error> {
-        let mut lost = None;
+    /// Acts on what the machine learnt: reaps a shepherd that reported the
+    /// exit, records a lost one.
+    fn process_events(&mut self) {
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Exited(_) => {
@@ -96,13 +123,9 @@ impl LinkState {
                         }
                     }
                 }
-                Event::Lost(e) => lost = Some(e),
+                Event::Lost(e) => self.lost = Some(e),
                 Event::Started { .. } | Event::SpawnFailed { .. } => {}
             }
-        }
-        match lost {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
         }
     }
 
@@ -110,7 +133,11 @@ impl LinkState {
     pub fn status(&self) -> Result<Option<ExitStatus>, Error> {
         match self.machine.exit() {
             Some(info) => Ok(Some(info.status)),
-            None if self.machine.is_finished() => Err(ShepherdError::Lost.into()),
+            None if self.machine.is_finished() => Err(match &self.lost {
+                Some(ShepherdError::Protocol(e)) => ShepherdError::Protocol(e.clone()),
+                _ => ShepherdError::Lost,
+            }
+            .into()),
             None => Ok(None),
         }
     }
@@ -139,5 +166,82 @@ impl Drop for LinkState {
         if let Some(shepherd) = self.shepherd.take() {
             reaper::reap(shepherd);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netrunner_proto::{Encode, FromShepherd, Rusage, WireStatus, PROTOCOL_VERSION};
+    use std::os::fd::AsFd;
+
+    /// Our end of a socket whose peer sent `report` and then closed without
+    /// reading the request we had sent it.
+    fn reset_socket() -> std::os::fd::OwnedFd {
+        let (ours, theirs) = netrunner_sys::socket::socketpair_stream().unwrap();
+        let request = netrunner_proto::ToShepherd::Terminate.to_frame();
+        netrunner_sys::socket::send(ours.as_fd(), &request).unwrap();
+        netrunner_sys::socket::send(theirs.as_fd(), b"report").unwrap();
+        drop(theirs);
+        ours
+    }
+
+    #[test]
+    fn a_reset_after_the_report_reads_as_end_of_stream() {
+        let mut buf = [0u8; 64];
+        // What the kernel does: data first, then ECONNRESET rather than EOF.
+        let raw = reset_socket();
+        assert_eq!(rustix::io::read(&raw, &mut buf), Ok(6));
+        assert_eq!(
+            rustix::io::read(&raw, &mut buf),
+            Err(rustix::io::Errno::CONNRESET)
+        );
+        // What we make of it: data, then end of stream.
+        let ours = reset_socket();
+        assert_eq!(read_socket(ours.as_fd(), &mut buf).unwrap(), 6);
+        assert_eq!(&buf[..6], b"report");
+        assert_eq!(read_socket(ours.as_fd(), &mut buf).unwrap(), 0);
+    }
+
+    /// A stand-in shepherd process that has already exited, and the bytes a
+    /// shepherd sends when the command exits before the launch returns.
+    fn fast_exit() -> (std::process::Child, u32, Vec<u8>) {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Make sure it has exited (but leave it unreaped).
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let _ = &mut child;
+        let mut bytes = FromShepherd::Hello {
+            version: PROTOCOL_VERSION,
+        }
+        .to_frame();
+        FromShepherd::Started { pid: 1 }.encode(&mut bytes);
+        FromShepherd::Exited {
+            status: WireStatus::Code(0),
+            rusage: Rusage::default(),
+            timed_out: false,
+        }
+        .encode(&mut bytes);
+        (child, pid, bytes)
+    }
+
+    #[test]
+    fn an_exit_reported_with_started_reaps_the_shepherd_at_once() {
+        let (child, pid, bytes) = fast_exit();
+        let mut machine = ChildMachine::new(Instant::now());
+        machine.handle_bytes(Instant::now(), &bytes);
+        // The launch takes only `Started`, as `await_start` does.
+        assert!(matches!(machine.poll_event(), Some(Event::Started { .. })));
+        let state = LinkState::new(machine, child, ReapShepherd::Wait);
+        assert!(state.status().unwrap().unwrap().success());
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the shepherd was reaped when the state was built, not left for drop"
+        );
     }
 }

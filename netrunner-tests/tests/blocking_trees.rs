@@ -104,8 +104,10 @@ fn timeout_kills_grandchildren_too() {
         Duration::from_millis(200) + GRACE + Duration::from_secs(2),
     );
     assert!(left.is_empty(), "{left:?}");
+    assert!(!child.timed_out(), "not known before the exit is reported");
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(netrunner_blocking::Signal::KILL));
+    assert!(child.timed_out());
     let mut rest = Vec::new();
     child.stdout.take().unwrap().read_to_end(&mut rest).unwrap();
 }

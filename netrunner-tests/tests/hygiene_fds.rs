@@ -11,6 +11,12 @@ fn three_hundred_cycles_leak_nothing() {
     // orphan reaper; those are one-time, so measure after it.
     Command::new("true").status().unwrap();
     assert!(eventually(Duration::from_secs(2), || zombie_children().is_empty()));
+    // One-time state (the memfd, and the reaper if anything was handed to
+    // it) settles before measuring.
+    assert!(eventually(
+        Duration::from_secs(3),
+        || netrunner_core::reaper::pending() == 0
+    ));
     let baseline = open_fds();
 
     for i in 0..300 {

@@ -9,6 +9,12 @@ use netrunner_tests::{alive, eventually, open_fds, wait_gone, zombie_children};
 #[test]
 fn one_hundred_concurrent_children() {
     Command::new("true").status().unwrap();
+    // One-time state (the memfd, and the reaper if anything was handed to
+    // it) settles before measuring.
+    assert!(eventually(
+        Duration::from_secs(3),
+        || netrunner_core::reaper::pending() == 0
+    ));
     let baseline = open_fds();
     let mut children: Vec<_> = (0..100)
         .map(|_| {
@@ -47,7 +53,17 @@ fn one_hundred_concurrent_children() {
     }
     drop(children);
     assert!(wait_gone(&pids, Duration::from_secs(2)).is_empty());
-    assert!(eventually(Duration::from_secs(3), || open_fds()
-        == baseline
-        && zombie_children().is_empty()));
+    let settled = eventually(Duration::from_secs(3), || {
+        open_fds() == baseline && zombie_children().is_empty()
+    });
+    assert!(
+        settled,
+        "fds {} vs baseline {baseline}; zombies {:?}; fd list {:?}",
+        open_fds(),
+        zombie_children(),
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .collect::<Vec<_>>()
+    );
 }

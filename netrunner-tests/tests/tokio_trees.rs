@@ -43,6 +43,7 @@ fn dropping_a_child_kills_its_tree() {
                 .unwrap();
             let pids = read_pids(&mut child, n).await;
             guard.add(pids.clone());
+            assert!(!child.timed_out());
             drop(child);
             all.extend(pids);
         }

@@ -314,6 +314,13 @@ impl Child {
     pub fn stats(&self) -> Stats {
         self.link.stats()
     }
+
+    /// Whether the command's [`timeout`](netrunner_core::Command::timeout)
+    /// fired: `true` only once the exit has been reported and the tree was
+    /// taken down because of it.
+    pub fn timed_out(&self) -> bool {
+        self.link.exit_info().is_ok_and(|e| e.timed_out)
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -147,7 +147,8 @@ fn run_counting(root: &Path, args: &[&str]) -> Result<Counts, String> {
 /// `Summary [ 3.8s] 73 tests run: 73 passed, 0 skipped` or
 /// `test result: ok. 5 passed; 0 failed; ...`.
 fn number_before(line: &str, word: &str) -> Option<u64> {
-    let line = line.trim_start();
+    // nextest echoes each failing binary's libtest summary indented; count
+    // only unindented libtest lines and nextest's own summary.
     if !(line.contains("tests run:") || line.starts_with("test result:")) {
         return None;
     }
@@ -221,5 +222,9 @@ mod tests {
         assert_eq!(number_before(libtest, " passed"), Some(5));
         assert_eq!(number_before(libtest, " failed"), Some(2));
         assert_eq!(number_before("3 passed elsewhere", " passed"), None);
+        assert_eq!(
+            number_before("    test result: FAILED. 0 passed; 1 failed;", " failed"),
+            None
+        );
     }
 }
