@@ -5,6 +5,8 @@
 //! - `cargo xtask tidy`: the source rules (also a `#[test]`).
 //! - `cargo xtask external`: a throw-away crate outside the workspace that
 //!   depends on `netrunner-blocking` by path runs `echo`, with no configuration.
+//! - `cargo xtask bench [--quick]`: the side-by-side benchmark table
+//!   (netrunner vs std::process vs tokio::process); `--quick` is CI's smoke run.
 #![forbid(unsafe_code)]
 
 mod tidy;
@@ -19,8 +21,9 @@ fn main() -> ExitCode {
         Some("ci") => ci(&root),
         Some("tidy") => tidy_cmd(&root),
         Some("external") => external(&root),
+        Some("bench") => bench(&root, args.iter().any(|a| a == "--quick")),
         _ => {
-            eprintln!("usage: cargo xtask <ci | tidy | external>");
+            eprintln!("usage: cargo xtask <ci | tidy | external | bench [--quick]>");
             return ExitCode::from(2);
         }
     };
@@ -83,6 +86,9 @@ fn ci(root: &Path) -> Result<(), String> {
         run_counting(root, &["test", "--workspace", "--no-fail-fast"])?
     };
     external(root)?;
+    // Benchmarks are not tests: the smoke run only proves they still build
+    // and run, and nothing is compared against a threshold.
+    bench(root, true)?;
     // One plain closing line for whoever reads the log last.
     println!(
         "xtask ci: {} passed, {} failed",
@@ -158,6 +164,14 @@ fn number_before(line: &str, word: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+fn bench(root: &Path, quick: bool) -> Result<(), String> {
+    let mut args = vec!["bench", "-p", "netrunner-bench", "--bench", "compare", "--"];
+    if quick {
+        args.push("--quick");
+    }
+    run(root, "cargo", &args)
 }
 
 fn tidy_cmd(root: &Path) -> Result<(), String> {
