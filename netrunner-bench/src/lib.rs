@@ -46,7 +46,7 @@ impl Plan {
         read_bytes: 1 << 30,
         read_rounds: 5,
         cat_bytes: 256 << 20,
-        cat_rounds: 3,
+        cat_rounds: 5,
         fanout: 500,
         fanout_rounds: 3,
         stall_bytes: 1 << 30,

@@ -26,9 +26,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netrunner_core::collect::{
-    self, ChunkLimiter, Collector, Feeder, DRAIN_AFTER_EXIT, READ_CHUNK,
-};
+use netrunner_core::collect::{self, ChunkLimiter, Collector, Feeder, DRAIN_AFTER_EXIT};
 use netrunner_core::launch::{launch, Launched, StdioPlan};
 use netrunner_core::link::{read_socket, LinkState, ReapShepherd};
 use netrunner_core::stats::{IoCounters, StreamKind};
@@ -124,6 +122,19 @@ impl Pipe {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// One non-blocking read appended to `vec`'s spare capacity; `Ok(None)`
+    /// when no data is ready.
+    fn try_read_vec(&self, vec: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        match netrunner_core::aio::read_spare(self.fd.as_fd(), vec) {
+            Ok(n) => {
+                self.counters.record(self.kind, n);
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -413,24 +424,8 @@ impl Child {
 // output()
 
 fn collect_output(cmd: &Command) -> Result<Output, Error> {
-    let input = cmd.get_input().map(<[u8]>::to_vec);
-    let plan = StdioPlan {
-        modes: [
-            cmd.stdio_or(
-                0,
-                if input.is_some() {
-                    Stdio::piped()
-                } else {
-                    Stdio::null()
-                },
-            ),
-            cmd.stdio_or(1, Stdio::piped()),
-            cmd.stdio_or(2, Stdio::piped()),
-        ],
-        stderr_to_stdout: cmd.get_stderr_to_stdout(),
-    };
-    let mut child = Child::from_launched(launch(cmd, plan)?);
-    let mut feeder = Feeder::new(input.unwrap_or_default());
+    let mut child = Child::from_launched(launch(cmd, StdioPlan::for_output(cmd))?);
+    let mut feeder = Feeder::for_command(cmd);
     let mut stdin = child
         .stdin
         .take()
@@ -441,11 +436,12 @@ fn collect_output(cmd: &Command) -> Result<Output, Error> {
         child.stderr.take().map(|s| s.0),
     ];
     let mut collector = Collector::new(cmd.get_max_output());
-    let mut buf = vec![0u8; READ_CHUNK];
     let mut limit_handled = false;
+    // The exit report may already have come with `Started`; after that the
+    // socket is read only when poll says it is readable.
+    child.link.receive()?;
 
     loop {
-        child.link.receive()?;
         let exited = child.link.state.machine.is_finished();
         if exited && readers.iter().all(Option::is_none) {
             break;
@@ -460,15 +456,21 @@ fn collect_output(cmd: &Command) -> Result<Output, Error> {
             continue;
         }
 
+        // Poll slots: 0 stdin, 1 stdout, 2 stderr, 3 socket.
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4);
+        let mut slots = [usize::MAX; 4];
         if let Some(s) = &stdin {
+            slots[0] = fds.len();
             fds.push(PollFd::new(&s.fd, PollFlags::OUT));
         }
-        for r in readers.iter().flatten() {
-            fds.push(PollFd::new(&r.fd, PollFlags::IN));
+        for (i, r) in readers.iter().enumerate() {
+            if let Some(r) = r {
+                slots[1 + i] = fds.len();
+                fds.push(PollFd::new(&r.fd, PollFlags::IN));
+            }
         }
-        let sock = child.link.socket.as_ref().filter(|_| !exited);
-        if let Some(sock) = sock {
+        if let Some(sock) = child.link.socket.as_ref().filter(|_| !exited) {
+            slots[3] = fds.len();
             fds.push(PollFd::new(sock, PollFlags::IN));
         }
         let timeout = exited.then(|| timespec(DRAIN_AFTER_EXIT));
@@ -478,14 +480,21 @@ fn collect_output(cmd: &Command) -> Result<Output, Error> {
                 other => break other.map_err(io::Error::from)?,
             }
         };
+        let fired = |slot: usize| slot != usize::MAX && !fds[slot].revents().is_empty();
+        let fired: [bool; 4] = [
+            fired(slots[0]),
+            fired(slots[1]),
+            fired(slots[2]),
+            fired(slots[3]),
+        ];
         drop(fds);
         if ready == 0 && exited {
             // Nothing arrived for a while after the whole tree was reaped.
             break;
         }
 
-        if let Some(s) = &stdin {
-            match s.try_write(&feeder.pending()[..feeder.pending().len().min(READ_CHUNK)]) {
+        if let (true, Some(s)) = (fired[0], &stdin) {
+            match s.try_write(feeder.pending()) {
                 Ok(Some(n)) => feeder.advance(n),
                 Ok(None) => {}
                 // The command closed its stdin: it wants no more input.
@@ -496,24 +505,34 @@ fn collect_output(cmd: &Command) -> Result<Output, Error> {
                 stdin = None;
             }
         }
-        for slot in readers.iter_mut() {
-            let Some(r) = slot else { continue };
+        for (i, slot) in readers.iter_mut().enumerate() {
+            if !fired[1 + i] {
+                continue;
+            }
             // A bounded number of reads per wake-up keeps stdin and the
             // other stream served under a firehose.
             for _ in 0..8 {
-                match r.try_read(&mut buf)? {
-                    None => break,
-                    Some(0) => {
-                        *slot = None;
-                        break;
+                let Some(r) = slot else { break };
+                let mut would_block = false;
+                let n = collector.read_with(r.kind, |vec| match r.try_read_vec(vec)? {
+                    Some(n) => Ok(n),
+                    None => {
+                        would_block = true;
+                        Ok(0)
                     }
-                    Some(n) => {
-                        if !collector.push(r.kind, &buf[..n]) {
-                            break;
-                        }
-                    }
+                })?;
+                if would_block {
+                    break;
+                }
+                if n == 0 {
+                    *slot = None;
+                } else if collector.limit_hit() {
+                    break;
                 }
             }
+        }
+        if fired[3] {
+            child.link.receive()?;
         }
     }
     drop(stdin);

@@ -32,6 +32,16 @@ fn read_op(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// `read(2)` into the spare capacity of `vec`, extending its length.
+pub fn read_spare(fd: BorrowedFd<'_>, vec: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut *vec)) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => return other.map_err(Into::into),
+        }
+    }
+}
+
 fn write_op(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
         match rustix::io::write(fd, buf) {
@@ -53,6 +63,20 @@ impl AsyncPipe {
     /// Reads into `buf` once data is available; 0 is end of stream.
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let result = ready!(self.io.poll_read_with(cx, &mut |fd| read_op(fd, buf)));
+        if let Ok(n) = result {
+            self.counters.record(self.kind, n);
+        }
+        Poll::Ready(result)
+    }
+
+    /// Reads once data is available, appending straight into `vec`'s spare
+    /// capacity (the caller reserves it); 0 is end of stream.
+    pub fn poll_read_vec(
+        &self,
+        cx: &mut Context<'_>,
+        vec: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        let result = ready!(self.io.poll_read_with(cx, &mut |fd| read_spare(fd, vec)));
         if let Ok(n) = result {
             self.counters.record(self.kind, n);
         }
@@ -275,13 +299,12 @@ impl AsyncChild {
 /// terminates the whole tree.
 pub async fn output<F>(rt: &dyn Runtime, cmd: &Command<F>) -> Result<Output, Error> {
     let mut child = AsyncChild::spawn(rt, cmd, StdioPlan::for_output(cmd))?;
-    let feeder = Feeder::new(cmd.get_input().map(<[u8]>::to_vec).unwrap_or_default());
+    let feeder = Feeder::for_command(cmd);
     let mut driver = OutputDriver {
         stdin: child.stdin.take().filter(|_| !feeder.is_done()),
         readers: [child.stdout.take(), child.stderr.take()],
         feeder,
         collector: Collector::new(cmd.get_max_output()),
-        buf: vec![0u8; READ_CHUNK],
         limit_handled: false,
         drain_timer: None,
         rt,
@@ -297,7 +320,6 @@ struct OutputDriver<'rt> {
     readers: [Option<AsyncPipe>; 2],
     feeder: Feeder,
     collector: Collector,
-    buf: Vec<u8>,
     limit_handled: bool,
     drain_timer: Option<Pin<Box<dyn AsyncTimer>>>,
     rt: &'rt dyn Runtime,
@@ -343,16 +365,27 @@ impl OutputDriver<'_> {
                 // stream and stdin served under a firehose.
                 for _ in 0..8 {
                     let Some(reader) = slot else { break };
-                    match reader.poll_read(cx, &mut self.buf) {
-                        Poll::Ready(Ok(0)) => *slot = None,
-                        Poll::Ready(Ok(n)) => {
+                    let mut eof = false;
+                    let result = self.collector.read_with(reader.kind, |vec| {
+                        match reader.poll_read_vec(cx, vec) {
+                            Poll::Ready(Ok(n)) => {
+                                eof = n == 0;
+                                Ok(n)
+                            }
+                            Poll::Ready(Err(e)) => Err(e),
+                            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                        }
+                    });
+                    match result {
+                        Ok(_) if eof => *slot = None,
+                        Ok(_) => {
                             progress = true;
-                            if !self.collector.push(reader.kind, &self.buf[..n]) {
+                            if self.collector.limit_hit() {
                                 break;
                             }
                         }
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
-                        Poll::Pending => break,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Poll::Ready(Err(e.into())),
                     }
                 }
             }

@@ -51,6 +51,36 @@ impl Collector {
         !self.limit_hit
     }
 
+    /// Reads once into the buffer for `stream` with `read`, which appends to
+    /// the `Vec` it is given (straight into its spare capacity: no copy),
+    /// then applies the limit. Returns what `read` returned; 0 is EOF.
+    pub fn read_with(
+        &mut self,
+        stream: StreamKind,
+        read: impl FnOnce(&mut Vec<u8>) -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
+        let buf = if stream == StreamKind::Stderr {
+            &mut self.stderr
+        } else {
+            &mut self.stdout
+        };
+        buf.reserve(READ_CHUNK);
+        let n = read(buf)?;
+        if let Some(limit) = self.limit {
+            let kept = self.stdout.len() + self.stderr.len();
+            if kept > limit {
+                let buf = if stream == StreamKind::Stderr {
+                    &mut self.stderr
+                } else {
+                    &mut self.stdout
+                };
+                buf.truncate(buf.len() - (kept - limit));
+                self.limit_hit = true;
+            }
+        }
+        Ok(n)
+    }
+
     /// Whether the limit was exceeded.
     pub fn limit_hit(&self) -> bool {
         self.limit_hit
@@ -118,14 +148,19 @@ pub fn stream_result(
 /// The `input` bytes still to write to the command's stdin.
 #[derive(Debug, Default)]
 pub struct Feeder {
-    data: Vec<u8>,
+    data: std::sync::Arc<Vec<u8>>,
     written: usize,
 }
 
 impl Feeder {
-    /// Feeds `data`.
-    pub fn new(data: Vec<u8>) -> Self {
+    /// Feeds `data` (shared with the command: nothing is copied).
+    pub fn new(data: std::sync::Arc<Vec<u8>>) -> Self {
         Feeder { data, written: 0 }
+    }
+
+    /// Feeds the command's `input` (nothing if it has none).
+    pub fn for_command<F>(cmd: &crate::Command<F>) -> Self {
+        Feeder::new(cmd.get_input_shared().unwrap_or_default())
     }
     /// What remains to be written.
     pub fn pending(&self) -> &[u8] {
@@ -229,6 +264,34 @@ mod tests {
     }
 
     #[test]
+    fn reads_in_place_and_truncates_at_the_limit() {
+        let mut c = Collector::new(Some(6));
+        let n = c
+            .read_with(StreamKind::Stdout, |v| {
+                v.extend_from_slice(b"abcd");
+                Ok(4)
+            })
+            .unwrap();
+        assert_eq!(n, 4);
+        assert!(!c.limit_hit());
+        c.read_with(StreamKind::Stderr, |v| {
+            v.extend_from_slice(b"efgh");
+            Ok(4)
+        })
+        .unwrap();
+        assert!(c.limit_hit());
+        match c.finish(&exit(false), Stats::default()) {
+            Err(Error::OutputLimit { partial }) => {
+                assert_eq!(
+                    (partial.stdout.as_slice(), partial.stderr.as_slice()),
+                    (&b"abcd"[..], &b"ef"[..])
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn exactly_the_limit_is_not_exceeding_it() {
         let mut c = Collector::new(Some(4));
         assert!(c.push(StreamKind::Stdout, b"abcd"));
@@ -267,7 +330,7 @@ mod tests {
 
     #[test]
     fn feeder_tracks_progress() {
-        let mut f = Feeder::new(b"hello".to_vec());
+        let mut f = Feeder::new(std::sync::Arc::new(b"hello".to_vec()));
         f.advance(2);
         assert_eq!(f.pending(), b"llo");
         f.advance(10);

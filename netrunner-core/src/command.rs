@@ -88,7 +88,9 @@ pub struct Command<F> {
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) stdio: [Option<Stdio>; 3],
     pub(crate) stderr_to_stdout: bool,
-    pub(crate) input: Option<Vec<u8>>,
+    /// Shared, so cloning the command (as an async `output()` does) never
+    /// copies the input.
+    pub(crate) input: Option<std::sync::Arc<Vec<u8>>>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_output: Option<usize>,
     pub(crate) kill_timeout: Duration,
@@ -210,7 +212,7 @@ impl<F> Command<F> {
     /// Bytes written to the command's stdin while its output is read
     /// (`output()`); stdin is then closed so the command sees EOF.
     pub fn input(&mut self, input: impl Into<Vec<u8>>) -> &mut Self {
-        self.input = Some(input.into());
+        self.input = Some(std::sync::Arc::new(input.into()));
         self
     }
 
@@ -290,7 +292,12 @@ impl<F> Command<F> {
 
     /// The input bytes, if any.
     pub fn get_input(&self) -> Option<&[u8]> {
-        self.input.as_deref()
+        self.input.as_deref().map(Vec::as_slice)
+    }
+
+    /// The input bytes, shared (no copy), if any.
+    pub fn get_input_shared(&self) -> Option<std::sync::Arc<Vec<u8>>> {
+        self.input.clone()
     }
 
     /// Whether stderr is merged into stdout.

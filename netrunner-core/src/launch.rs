@@ -12,6 +12,8 @@ use netrunner_sys::{fd, socket};
 use crate::command::{Prepared, Stdio, StdioMode};
 use crate::error::ShepherdError;
 use crate::machine::{ChildMachine, Event};
+use crate::shepherd_exe::ShepherdSource;
+use crate::spare::{self, Started};
 use crate::{shepherd_exe, Command, Error};
 
 /// How a command's streams are set up for one launch.
@@ -148,18 +150,26 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         slot(plan.modes[2].mode(), 2)?
     };
 
+    // The shepherd may be a spare started before this spawn: state what
+    // the child must inherit as it is now.
+    let cwd = prepared.cwd.clone().or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .map(|d| std::os::unix::ffi::OsStringExt::into_vec(d.into_os_string()))
+    });
     let request = SpawnRequest {
         program: prepared.path.clone(),
         argv: prepared.argv.clone(),
         env: prepared.env.clone(),
-        cwd: prepared.cwd.clone(),
+        cwd,
         stdio: [stdin.spec, stdout.spec, stderr.spec],
         isolation: Isolation::ProcessGroup,
         kill_timeout_ms: duration_ms(cmd.kill_timeout),
         timeout_ms: cmd.timeout.map(duration_ms),
         pty: None,
         cgroup: None,
-        rlimits: Vec::new(),
+        rlimits: netrunner_sys::process::getrlimit_all(),
+        umask: netrunner_sys::process::current_umask(),
     };
     let mut frames = ToShepherd::Hello {
         version: PROTOCOL_VERSION,
@@ -167,14 +177,28 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
     .to_frame();
     ToShepherd::Spawn(Box::new(request)).encode(&mut frames);
 
-    let (ours, theirs) = socket::socketpair_stream()?;
-    let mut shepherd = start_shepherd(source.path(), theirs)?;
-    let handshake = send_request(ours.as_fd(), &frames, &passed).and_then(|()| {
-        drop(passed);
-        await_start(ours.as_fd(), source.path(), HANDSHAKE_TIMEOUT)
-    });
-    match handshake {
-        Ok(Start::Started { machine }) => {
+    let path = source.path();
+    let spare = match source {
+        ShepherdSource::Embedded(_) => spare::take(path, start_fresh),
+        _ => None,
+    };
+    let used_spare = spare.is_some();
+    let first = match spare {
+        Some(started) => started,
+        None => start_fresh(path)?,
+    };
+    let outcome = match handshake(first, &frames, &passed, path) {
+        // A spare can have been killed while it waited; a fresh one cannot.
+        Err(Error::Shepherd(ShepherdError::Lost)) if used_spare => {
+            handshake(start_fresh(path)?, &frames, &passed, path)
+        }
+        other => other,
+    };
+    // The child has its copies (or never will): close ours.
+    drop(passed);
+    let (machine, mut shepherd, ours) = outcome?;
+    match machine {
+        Start::Started { machine } => {
             fd::set_nonblocking(ours.as_fd(), true)?;
             Ok(Launched {
                 machine,
@@ -185,20 +209,45 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
                 stderr: stderr.ours,
             })
         }
-        Ok(Start::Failed { stage, errno }) => {
+        Start::Failed { stage, errno } => {
             // The shepherd exits right after reporting; reap it now.
             let _ = shepherd.wait();
             Err(spawn_error(&prepared, stage, errno))
         }
+    }
+}
+
+/// Sends the request to `started` and waits for its answer. On error the
+/// shepherd is killed and reaped: nothing half-started stays behind.
+fn handshake(
+    started: Started,
+    frames: &[u8],
+    passed: &[OwnedFd],
+    path: &std::path::Path,
+) -> Result<(Start, std::process::Child, OwnedFd), Error> {
+    let Started { mut child, socket } = started;
+    let answer = send_request(socket.as_fd(), frames, passed)
+        .and_then(|()| await_start(socket.as_fd(), path, HANDSHAKE_TIMEOUT));
+    match answer {
+        Ok(start) => Ok((start, child, socket)),
         Err(e) => {
-            // Half-started: make sure nothing stays behind. Closing our end
-            // makes the shepherd take down anything it started.
-            drop(ours);
-            let _ = shepherd.kill();
-            let _ = shepherd.wait();
+            // Closing our end makes the shepherd take down anything it started.
+            drop(socket);
+            let _ = child.kill();
+            let _ = child.wait();
             Err(e)
         }
     }
+}
+
+/// Starts a shepherd from `path` with a new socket pair.
+fn start_fresh(path: &std::path::Path) -> Result<Started, Error> {
+    let (ours, theirs) = socket::socketpair_stream()?;
+    let child = start_shepherd(path, theirs)?;
+    Ok(Started {
+        child,
+        socket: ours,
+    })
 }
 
 fn duration_ms(d: Duration) -> u64 {

@@ -22,6 +22,7 @@ pub mod machine;
 pub mod reaper;
 pub mod runtime;
 pub mod shepherd_exe;
+pub mod spare;
 pub mod stats;
 
 pub use command::{Command, FrontEnd, Stdio, StdioMode};

@@ -148,8 +148,10 @@ pub struct SpawnRequest {
     pub pty: Option<PtySpec>,
     /// cgroup placement.
     pub cgroup: Option<CgroupSpec>,
-    /// Resource limits.
+    /// Resource limits to set in the child before exec.
     pub rlimits: Vec<Rlimit>,
+    /// File mode creation mask to set in the child before exec.
+    pub umask: Option<u32>,
 }
 
 /// Which processes a signal goes to.
@@ -211,6 +213,8 @@ pub enum SpawnStage {
     Signals,
     /// `execve` failed.
     Exec,
+    /// Setting a resource limit or the umask failed.
+    Limits,
 }
 
 impl SpawnStage {
@@ -225,6 +229,7 @@ impl SpawnStage {
             SpawnStage::Chdir => 5,
             SpawnStage::Signals => 6,
             SpawnStage::Exec => 7,
+            SpawnStage::Limits => 8,
         }
     }
 
@@ -239,6 +244,7 @@ impl SpawnStage {
             5 => SpawnStage::Chdir,
             6 => SpawnStage::Signals,
             7 => SpawnStage::Exec,
+            8 => SpawnStage::Limits,
             _ => return None,
         })
     }
@@ -254,6 +260,7 @@ impl SpawnStage {
             SpawnStage::Chdir => "changing directory",
             SpawnStage::Signals => "resetting signals",
             SpawnStage::Exec => "exec",
+            SpawnStage::Limits => "setting resource limits",
         }
     }
 }
@@ -573,6 +580,7 @@ impl Encode for ToShepherd {
                     w.u64(l.soft);
                     w.u64(l.hard);
                 }
+                w.opt_u64(req.umask.map(u64::from));
                 w.finish();
             }
             ToShepherd::Signal { signal, target } => {
@@ -659,7 +667,13 @@ impl Decode for ToShepherd {
                         hard: r.u64("rlimit hard")?,
                     });
                 }
+                let umask = match r.opt_u64("umask")? {
+                    None => None,
+                    Some(m) if m <= 0o777 => Some(m as u32),
+                    Some(_) => return Err(DecodeError::InvalidValue("umask")),
+                };
                 ToShepherd::Spawn(Box::new(SpawnRequest {
+                    umask,
                     program,
                     argv,
                     env,
@@ -911,6 +925,7 @@ mod tests {
                 soft: 1024,
                 hard: u64::MAX,
             }],
+            umask: Some(0o027),
         }
     }
 
@@ -926,6 +941,7 @@ mod tests {
                 pty: None,
                 cgroup: None,
                 rlimits: vec![],
+                umask: None,
                 argv: vec![],
                 env: vec![],
                 isolation: Isolation::ProcessGroup,

@@ -159,13 +159,21 @@ fn run() -> io::Result<()> {
         watchdog.handle_terminate(Instant::now(), Cause::OwnerGone);
     }
 
+    // Whether a child changed state since the last sweep (SIGCHLD).
+    let mut child_event = true;
     loop {
-        // Take stock: has the leader exited, who else is left?
+        // Take stock: has the leader exited, who else is left? The children
+        // list (a /proc read) is only needed once something happened to a
+        // child or the tree is being taken down.
         if tree.exited.is_none() {
             tree.exited = process::waitid_peek(leader)?;
         }
-        let kill_newcomers = watchdog.killing().then_some(Signal::KILL);
-        let others = tree.sweep(kill_newcomers);
+        let others = if child_event || tree.exited.is_some() || watchdog.escalating() {
+            child_event = false;
+            tree.sweep(watchdog.killing().then_some(Signal::KILL))
+        } else {
+            0
+        };
         if tree.exited.is_some() {
             if others == 0 {
                 break;
@@ -203,7 +211,9 @@ fn run() -> io::Result<()> {
 
         if sig_ready {
             while let Some(sig) = signals.read()? {
-                if sig != Signal::CHILD {
+                if sig == Signal::CHILD {
+                    child_event = true;
+                } else {
                     // Never die and orphan the child: escalate instead.
                     watchdog.handle_terminate(now, Cause::ShepherdSignalled);
                 }
@@ -251,7 +261,7 @@ fn start_child(
         stage: SpawnStage::Request,
         errno,
     };
-    if req.pty.is_some() || req.cgroup.is_some() || !req.rlimits.is_empty() {
+    if req.pty.is_some() || req.cgroup.is_some() {
         return Err(request_error(rustix::io::Errno::OPNOTSUPP.raw_os_error()));
     }
     let mut stdio: [BorrowedFd<'_>; 3] = [null.as_fd(), null.as_fd(), null.as_fd()];
@@ -270,7 +280,8 @@ fn start_child(
         req.cwd.as_deref(),
         req.isolation,
     )
-    .map_err(|_| request_error(rustix::io::Errno::INVAL.raw_os_error()))?;
+    .map_err(|_| request_error(rustix::io::Errno::INVAL.raw_os_error()))?
+    .with_limits(&req.rlimits, req.umask);
     process::fork_exec(&plan, stdio)
 }
 

@@ -33,6 +33,9 @@ pub struct ExecPlan {
     envp_ptrs: Vec<*const c_char>,
     cwd: Option<CString>,
     isolation: Isolation,
+    /// Limits to set in the child: only those that differ from ours.
+    rlimits: Vec<(u32, libc::rlimit)>,
+    umask: Option<u32>,
 }
 
 /// A byte string given to [`ExecPlan::new`] contained a NUL byte.
@@ -74,8 +77,78 @@ impl ExecPlan {
             _envp: envp,
             cwd,
             isolation,
+            rlimits: Vec::new(),
+            umask: None,
         })
     }
+
+    /// Also sets these resource limits and this umask in the child.
+    ///
+    /// Limits equal to this process's own are skipped, so the child makes
+    /// no system call for what it would inherit anyway.
+    pub fn with_limits(mut self, rlimits: &[netrunner_proto::Rlimit], umask: Option<u32>) -> Self {
+        let ours: Vec<netrunner_proto::Rlimit> = getrlimit_all();
+        self.rlimits = rlimits
+            .iter()
+            .filter(|l| !ours.contains(l))
+            .map(|l| {
+                (
+                    l.resource,
+                    libc::rlimit {
+                        rlim_cur: l.soft,
+                        rlim_max: l.hard,
+                    },
+                )
+            })
+            .collect();
+        self.umask = umask;
+        self
+    }
+}
+
+/// Every resource limit of this process, as `getrlimit` reports it
+/// (`u64::MAX` is unlimited).
+///
+/// # References
+/// - [`getrlimit(2)`](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+pub fn getrlimit_all() -> Vec<netrunner_proto::Rlimit> {
+    use rustix::process::Resource as R;
+    let all = [
+        R::Cpu,
+        R::Fsize,
+        R::Data,
+        R::Stack,
+        R::Core,
+        R::Rss,
+        R::Nproc,
+        R::Nofile,
+        R::Memlock,
+        R::As,
+        R::Locks,
+        R::Sigpending,
+        R::Msgqueue,
+        R::Nice,
+        R::Rtprio,
+        R::Rttime,
+    ];
+    all.into_iter()
+        .map(|r| {
+            let l = rustix::process::getrlimit(r);
+            netrunner_proto::Rlimit {
+                resource: r as u32,
+                soft: l.current.unwrap_or(u64::MAX),
+                hard: l.maximum.unwrap_or(u64::MAX),
+            }
+        })
+        .collect()
+}
+
+/// This process's umask, from `/proc/self/status` (reading it any other way
+/// would briefly change it for every thread).
+pub fn current_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(value.trim(), 8).ok()
 }
 
 /// Why the child did not reach `exec`: the step and the OS error number.
@@ -226,6 +299,23 @@ fn child_after_fork(
         if let Err(e) = rustix::process::chdir(cwd.as_c_str()) {
             fail(SpawnStage::Chdir, errno(e));
         }
+    }
+
+    for (resource, limit) in &plan.rlimits {
+        // SAFETY: setrlimit is a plain system call (async-signal-safe) that
+        // only reads the `rlimit` we pass by reference, which lives in the
+        // plan for the whole call.
+        if unsafe { libc::setrlimit(*resource as _, limit) } != 0 {
+            fail(
+                SpawnStage::Limits,
+                io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EPERM),
+            );
+        }
+    }
+    if let Some(mask) = plan.umask {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask as _));
     }
 
     // Ignored signals stay ignored across exec; reset all of them. Errors are
@@ -540,6 +630,28 @@ mod tests {
         if lines[n - 2].trim().parse::<i32>().is_ok() {
             assert_eq!(lines[n - 2].trim(), lines[n - 1].trim(), "{out}");
         }
+    }
+
+    #[test]
+    fn limits_and_umask_reach_the_child() {
+        let (r, w) = crate::fd::pipe2_cloexec().unwrap();
+        let null = crate::fd::open_dev_null().unwrap();
+        let mut limits = getrlimit_all();
+        let nofile = limits
+            .iter_mut()
+            .find(|l| l.resource == libc::RLIMIT_NOFILE)
+            .unwrap();
+        nofile.soft = 77;
+        let p =
+            plan("/bin/sh", &["sh", "-c", "ulimit -n; umask"]).with_limits(&limits, Some(0o027));
+        assert_eq!(p.rlimits.len(), 1, "only the changed limit is applied");
+        let pid = fork_exec(&p, [null.as_fd(), w.as_fd(), null.as_fd()]).unwrap();
+        drop(w);
+        let mut out = String::new();
+        io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+        assert_eq!(waitid_blocking(pid).unwrap(), WireStatus::Code(0));
+        assert_eq!(out, "77\n0027\n");
+        assert!(current_umask().is_some());
     }
 
     #[test]

@@ -206,3 +206,23 @@ pub fn owner_death_leftovers(helper: &str, mode: &str, grace: Duration) -> Vec<u
     child.wait().expect("reap the helper");
     wait_gone(&pids, grace + Duration::from_secs(2))
 }
+
+/// Waits until netrunner's background work is done (no spare shepherd being
+/// started, no orphaned shepherd waiting to be reaped), so that this
+/// process's children and descriptors are stable. Returns whether it settled.
+pub fn settle() -> bool {
+    eventually(Duration::from_secs(5), || {
+        netrunner_core::spare::settled() && netrunner_core::reaper::pending() == 0
+    })
+}
+
+/// This process's children other than the ready spare shepherd.
+pub fn children_except_spare() -> Vec<u32> {
+    let spare = netrunner_core::spare::spare_pid();
+    process::child_pids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| p.as_raw_nonzero().get() as u32)
+        .filter(|&p| Some(p) != spare)
+        .collect()
+}

@@ -13,10 +13,7 @@ fn three_hundred_cycles_leak_nothing() {
     assert!(eventually(Duration::from_secs(2), || zombie_children().is_empty()));
     // One-time state (the memfd, and the reaper if anything was handed to
     // it) settles before measuring.
-    assert!(eventually(
-        Duration::from_secs(3),
-        || netrunner_core::reaper::pending() == 0
-    ));
+    assert!(netrunner_tests::settle());
     let baseline = open_fds();
 
     for i in 0..300 {
@@ -37,7 +34,7 @@ fn three_hundred_cycles_leak_nothing() {
     }
 
     let settled = eventually(Duration::from_secs(3), || {
-        open_fds() == baseline && zombie_children().is_empty()
+        netrunner_tests::settle() && open_fds() == baseline && zombie_children().is_empty()
     });
     assert!(
         settled,

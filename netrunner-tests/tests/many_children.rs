@@ -11,10 +11,7 @@ fn one_hundred_concurrent_children() {
     Command::new("true").status().unwrap();
     // One-time state (the memfd, and the reaper if anything was handed to
     // it) settles before measuring.
-    assert!(eventually(
-        Duration::from_secs(3),
-        || netrunner_core::reaper::pending() == 0
-    ));
+    assert!(netrunner_tests::settle());
     let baseline = open_fds();
     let mut children: Vec<_> = (0..100)
         .map(|_| {
@@ -54,7 +51,7 @@ fn one_hundred_concurrent_children() {
     drop(children);
     assert!(wait_gone(&pids, Duration::from_secs(2)).is_empty());
     let settled = eventually(Duration::from_secs(3), || {
-        open_fds() == baseline && zombie_children().is_empty()
+        netrunner_tests::settle() && open_fds() == baseline && zombie_children().is_empty()
     });
     assert!(
         settled,

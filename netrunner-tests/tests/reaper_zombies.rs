@@ -22,7 +22,7 @@ fn dropped_children_leave_no_zombies() {
     // then exit and must be reaped within about a second.
     assert!(wait_gone(&pids, grace + Duration::from_secs(2)).is_empty());
     let clean = eventually(Duration::from_millis(1500), || {
-        zombie_children().is_empty() && netrunner_sys::process::child_pids().unwrap().is_empty()
+        zombie_children().is_empty() && netrunner_tests::children_except_spare().is_empty()
     });
     assert!(clean, "zombies: {:?}", zombie_children());
 }

@@ -20,10 +20,7 @@ fn three_hundred_cycles_leak_nothing() {
                 .spawn()
                 .unwrap(),
         );
-        assert!(eventually(
-            Duration::from_secs(3),
-            || netrunner_core::reaper::pending() == 0
-        ));
+        assert!(netrunner_tests::settle());
         let baseline = open_fds();
         for i in 0..300 {
             let mut child = Command::new("sh")
@@ -52,9 +49,7 @@ fn three_hundred_cycles_leak_nothing() {
             assert_eq!(out, format!("{i}\n"));
         }
         let settled = eventually(Duration::from_secs(3), || {
-            open_fds() == baseline
-                && zombie_children().is_empty()
-                && netrunner_core::reaper::pending() == 0
+            netrunner_tests::settle() && open_fds() == baseline && zombie_children().is_empty()
         });
         assert!(
             settled,

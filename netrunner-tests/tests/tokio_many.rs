@@ -30,10 +30,7 @@ fn one_thousand_concurrent_children() {
                 .spawn()
                 .unwrap(),
         );
-        assert!(eventually(
-            Duration::from_secs(3),
-            || netrunner_core::reaper::pending() == 0
-        ));
+        assert!(netrunner_tests::settle());
         let baseline = open_fds();
 
         let mut children = Vec::with_capacity(CHILDREN);
@@ -83,9 +80,7 @@ fn one_thousand_concurrent_children() {
         }
         assert!(wait_gone(&pids, Duration::from_secs(2)).is_empty());
         let settled = eventually(Duration::from_secs(5), || {
-            open_fds() == baseline
-                && zombie_children().is_empty()
-                && netrunner_core::reaper::pending() == 0
+            netrunner_tests::settle() && open_fds() == baseline && zombie_children().is_empty()
         });
         assert!(
             settled,
