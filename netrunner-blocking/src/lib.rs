@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use netrunner_core::collect::{self, ChunkLimiter, Collector, Feeder, DRAIN_AFTER_EXIT};
 use netrunner_core::launch::{launch, Launched, StdioPlan};
-use netrunner_core::link::{read_socket, LinkState, ReapShepherd};
+use netrunner_core::link::{read_socket, LinkState};
 use netrunner_core::stats::{IoCounters, StreamKind};
 use netrunner_core::{FrontEnd, SignalTarget};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -328,7 +328,7 @@ impl fmt::Debug for Child {
 
 impl Child {
     fn from_launched(l: Launched) -> Self {
-        let state = LinkState::new(l.machine, l.shepherd, ReapShepherd::Wait);
+        let state = LinkState::new(l.machine, l.shepherd);
         let counters = state.counters.clone();
         let pipe = |fd: OwnedFd, kind| Pipe {
             fd,

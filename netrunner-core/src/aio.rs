@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crate::collect::{ChunkLimiter, Collector, Feeder, DRAIN_AFTER_EXIT, READ_CHUNK};
 use crate::launch::{launch, StdioPlan};
-use crate::link::{read_socket, LinkState, ReapShepherd};
+use crate::link::{read_socket, LinkState};
 use crate::runtime::{AsyncFd, AsyncTimer, Runtime};
 use crate::stats::{IoCounters, StreamKind};
 use crate::{Command, Error, ExitStatus, Output, Signal, SignalTarget, Stats};
@@ -258,7 +258,7 @@ impl AsyncChild {
     /// are returned here, as errors.
     pub fn spawn<F>(rt: &dyn Runtime, cmd: &Command<F>, plan: StdioPlan) -> Result<Self, Error> {
         let launched = launch(cmd, plan)?;
-        let state = LinkState::new(launched.machine, launched.shepherd, ReapShepherd::NoBlock);
+        let state = LinkState::new(launched.machine, launched.shepherd);
         let counters = state.counters.clone();
         // Register the socket first: a missing reactor fails before any
         // pipe is touched, and dropping `state` takes the tree down.

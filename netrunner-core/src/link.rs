@@ -33,17 +33,6 @@ pub fn read_socket(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// How to reap a shepherd once it has reported the exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReapShepherd {
-    /// Block until it is gone: it exits right after reporting, so this is
-    /// brief, and it keeps the reaper thread out of the common path.
-    Wait,
-    /// Never block (async executors): reap now if it is gone, else hand it
-    /// to the reaper.
-    NoBlock,
-}
-
 /// Machine, shepherd process, counters and unsent bytes of one child.
 #[derive(Debug)]
 pub struct LinkState {
@@ -53,19 +42,17 @@ pub struct LinkState {
     pub counters: Arc<IoCounters>,
     shepherd: Option<std::process::Child>,
     unsent: Vec<u8>,
-    reap: ReapShepherd,
     lost: Option<ShepherdError>,
 }
 
 impl LinkState {
     /// State for a freshly launched child.
-    pub fn new(machine: ChildMachine, shepherd: std::process::Child, reap: ReapShepherd) -> Self {
+    pub fn new(machine: ChildMachine, shepherd: std::process::Child) -> Self {
         let mut state = LinkState {
             machine,
             counters: Arc::new(IoCounters::default()),
             shepherd: Some(shepherd),
             unsent: Vec::new(),
-            reap,
             lost: None,
         };
         // The exit report may have arrived with `Started`.
@@ -114,13 +101,11 @@ impl LinkState {
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Exited(_) => {
-                    if let Some(mut shepherd) = self.shepherd.take() {
-                        match self.reap {
-                            ReapShepherd::Wait => {
-                                let _ = shepherd.wait();
-                            }
-                            ReapShepherd::NoBlock => reaper::reap(shepherd),
-                        }
+                    // It exits right after reporting. Reap it now if it is
+                    // already gone, else in the background: the caller never
+                    // waits for a shepherd's own teardown.
+                    if let Some(shepherd) = self.shepherd.take() {
+                        reaper::reap(shepherd);
                     }
                 }
                 Event::Lost(e) => self.lost = Some(e),
@@ -237,7 +222,7 @@ mod tests {
         machine.handle_bytes(Instant::now(), &bytes);
         // The launch takes only `Started`, as `await_start` does.
         assert!(matches!(machine.poll_event(), Some(Event::Started { .. })));
-        let state = LinkState::new(machine, child, ReapShepherd::Wait);
+        let state = LinkState::new(machine, child);
         assert!(state.status().unwrap().unwrap().success());
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),
