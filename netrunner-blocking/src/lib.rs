@@ -423,14 +423,72 @@ impl Child {
 // ---------------------------------------------------------------------------
 // output()
 
+/// Input up to this size is written from the `output()` loop itself (it
+/// fits in a pipe buffer); more goes through a writer thread, so writing and
+/// reading proceed on two cores, as with `std`'s usual writer-thread idiom.
+const INLINE_INPUT: usize = 64 * 1024;
+
 fn collect_output(cmd: &Command) -> Result<Output, Error> {
     let mut child = Child::from_launched(launch(cmd, StdioPlan::for_output(cmd))?);
-    let mut feeder = Feeder::for_command(cmd);
-    let mut stdin = child
+    let feeder = Feeder::for_command(cmd);
+    let stdin = child
         .stdin
         .take()
         .map(|s| s.0)
         .filter(|_| !feeder.is_done());
+    if stdin.is_some() && feeder.pending().len() > INLINE_INPUT {
+        let (abort_r, abort_w) = netrunner_sys::fd::pipe2_cloexec()?;
+        return std::thread::scope(|scope| {
+            let writer = scope.spawn(move || write_input(stdin.expect("checked"), feeder, abort_r));
+            let result = collect_loop(&mut child, cmd, None, Feeder::default());
+            // Wakes the writer if it is still waiting for room.
+            drop(abort_w);
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("input writer panicked")));
+            let output = result?;
+            written?;
+            Ok(output)
+        });
+    }
+    collect_loop(&mut child, cmd, stdin, feeder)
+}
+
+/// Writes all of `feeder` to `stdin`, waiting for room with `poll`; stops
+/// early when the command closes its stdin or `abort` becomes readable.
+fn write_input(stdin: Pipe, mut feeder: Feeder, abort: OwnedFd) -> io::Result<()> {
+    while !feeder.is_done() {
+        match stdin.try_write(feeder.pending()) {
+            Ok(Some(n)) => feeder.advance(n),
+            Ok(None) => {
+                let mut fds = [
+                    PollFd::new(&stdin.fd, PollFlags::OUT),
+                    PollFd::new(&abort, PollFlags::IN),
+                ];
+                match rustix::event::poll(&mut fds, None) {
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                if !fds[1].revents().is_empty() {
+                    return Ok(());
+                }
+            }
+            // The command closed its stdin: it wants no more input.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The `output()` loop: reads stdout and stderr, writes `stdin` from
+/// `feeder` if given, and follows the shepherd until the exit report.
+fn collect_loop(
+    child: &mut Child,
+    cmd: &Command,
+    mut stdin: Option<Pipe>,
+    mut feeder: Feeder,
+) -> Result<Output, Error> {
     let mut readers: [Option<Pipe>; 2] = [
         child.stdout.take().map(|s| s.0),
         child.stderr.take().map(|s| s.0),

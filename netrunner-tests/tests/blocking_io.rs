@@ -309,3 +309,26 @@ fn stream_stops_at_max_output() {
     assert!(saw_limit);
     assert!(matches!(stream.finish(), Err(Error::OutputLimit { .. })));
 }
+
+#[test]
+fn large_input_to_a_command_that_stops_reading_does_not_hang() {
+    // More input than a pipe holds, and the command closes its stdin unread:
+    // the writer sees EPIPE and gives up; output() returns normally.
+    let out = sh("exec 0<&-; echo done")
+        .input(vec![b'x'; 4 << 20])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"done\n");
+    assert!(out.status.success());
+    assert!(out.stats.bytes_in < 4 << 20);
+
+    // The output cap fires while input is still being written.
+    match Command::new("cat")
+        .input(vec![b'y'; 4 << 20])
+        .max_output(1000)
+        .output()
+    {
+        Err(Error::OutputLimit { partial }) => assert_eq!(partial.stdout.len(), 1000),
+        other => panic!("expected OutputLimit, got {other:?}"),
+    }
+}
