@@ -118,6 +118,8 @@ impl Pipe {
                     self.counters.record(self.kind, n);
                     return Ok(Some(n));
                 }
+                // A pty master whose slave side is closed: end of stream.
+                Err(rustix::io::Errno::IO) => return Ok(Some(0)),
                 Err(rustix::io::Errno::AGAIN) => return Ok(None),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -313,6 +315,7 @@ pub struct Child {
     /// The command's stderr, if piped.
     pub stderr: Option<ChildStderr>,
     link: Link,
+    pty: Option<OwnedFd>,
 }
 
 impl fmt::Debug for Child {
@@ -343,6 +346,7 @@ impl Child {
                 state,
                 socket: Some(l.socket),
             },
+            pty: l.pty,
         }
     }
 
@@ -410,6 +414,13 @@ impl Child {
     /// Statistics so far (CPU time and peak memory once the command has exited).
     pub fn stats(&self) -> Stats {
         self.link.state.stats()
+    }
+
+    /// Resizes the command's terminal (started with `pty(true)`); the
+    /// kernel sends SIGWINCH to its foreground process group.
+    /// [`Error::NotPty`] for a command without a pty.
+    pub fn set_window_size(&mut self, rows: u16, cols: u16) -> Result<(), Error> {
+        netrunner_core::launch::set_window_size(self.pty.as_ref(), rows, cols)
     }
 
     /// Whether the command's [`timeout`](netrunner_core::Command::timeout)

@@ -23,20 +23,27 @@ use crate::runtime::{AsyncFd, AsyncTimer, Runtime};
 use crate::stats::{IoCounters, StreamKind};
 use crate::{Command, Error, ExitStatus, Output, Signal, SignalTarget, Stats};
 
+/// `read(2)` on one of our pipe or pty ends; 0 is end of stream.
+///
+/// EIO is end of stream too: a pty master reads EIO once every slave
+/// descriptor is closed (a pipe never returns it).
 fn read_op(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match rustix::io::read(fd, &mut *buf) {
             Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::IO) => return Ok(0),
             other => return other.map_err(Into::into),
         }
     }
 }
 
-/// `read(2)` into the spare capacity of `vec`, extending its length.
+/// `read(2)` into the spare capacity of `vec`, extending its length; EIO
+/// (a pty whose slave side is closed) is end of stream, as in `read_op`.
 pub fn read_spare(fd: BorrowedFd<'_>, vec: &mut Vec<u8>) -> io::Result<usize> {
     loop {
         match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut *vec)) {
             Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::IO) => return Ok(0),
             other => return other.map_err(Into::into),
         }
     }
@@ -248,6 +255,8 @@ pub struct AsyncChild {
     pub stderr: Option<AsyncPipe>,
     /// The shepherd link.
     pub link: AsyncLink,
+    /// The pty master, for resizing, in pty mode.
+    pub pty: Option<OwnedFd>,
 }
 
 impl AsyncChild {
@@ -281,7 +290,13 @@ impl AsyncChild {
                 state,
                 socket: Some(socket),
             },
+            pty: launched.pty,
         })
+    }
+
+    /// Resizes the command's terminal; [`Error::NotPty`] without `pty(true)`.
+    pub fn set_window_size(&mut self, rows: u16, cols: u16) -> Result<(), Error> {
+        crate::launch::set_window_size(self.pty.as_ref(), rows, cols)
     }
 
     /// Waits for the command and everything it started to be gone.

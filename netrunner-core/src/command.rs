@@ -95,7 +95,29 @@ pub struct Command<F> {
     pub(crate) max_output: Option<usize>,
     pub(crate) kill_timeout: Duration,
     pub(crate) shepherd_path: Option<PathBuf>,
+    pub(crate) pty: Option<PtyConfig>,
     front: PhantomData<fn() -> F>,
+}
+
+/// Terminal settings for [`Command::pty`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtyConfig {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+    /// Whether the terminal echoes its input.
+    pub echo: bool,
+}
+
+impl Default for PtyConfig {
+    fn default() -> Self {
+        PtyConfig {
+            rows: 24,
+            cols: 80,
+            echo: true,
+        }
+    }
 }
 
 impl<F> Clone for Command<F> {
@@ -113,6 +135,7 @@ impl<F> Clone for Command<F> {
             max_output: self.max_output,
             kill_timeout: self.kill_timeout,
             shepherd_path: self.shepherd_path.clone(),
+            pty: self.pty,
             front: PhantomData,
         }
     }
@@ -149,6 +172,7 @@ impl<F> Command<F> {
             max_output: None,
             kill_timeout: DEFAULT_KILL_TIMEOUT,
             shepherd_path: None,
+            pty: None,
             front: PhantomData,
         }
     }
@@ -268,6 +292,36 @@ impl<F> Command<F> {
     pub fn shepherd_path(&mut self, path: impl AsRef<Path>) -> &mut Self {
         self.shepherd_path = Some(path.as_ref().to_owned());
         self
+    }
+
+    /// Runs the command on a new pseudo-terminal: it gets a new session with
+    /// the pty as its controlling terminal and as stdin, stdout and stderr.
+    /// The child's `stdin` handle writes to the terminal and its `stdout`
+    /// reads everything the terminal shows (there is no separate stderr).
+    /// Termios and size are set before the command starts; echo is on, as a
+    /// terminal would have it, unless [`Command::pty_echo`] turns it off.
+    pub fn pty(&mut self, enabled: bool) -> &mut Self {
+        self.pty = enabled.then(|| self.pty.unwrap_or_default());
+        self
+    }
+
+    /// Initial size of the pty (default 24 rows × 80 columns); implies `pty(true)`.
+    pub fn pty_size(&mut self, rows: u16, cols: u16) -> &mut Self {
+        let pty = self.pty.get_or_insert_with(PtyConfig::default);
+        pty.rows = rows;
+        pty.cols = cols;
+        self
+    }
+
+    /// Whether the pty echoes input (default on); implies `pty(true)`.
+    pub fn pty_echo(&mut self, echo: bool) -> &mut Self {
+        self.pty.get_or_insert_with(PtyConfig::default).echo = echo;
+        self
+    }
+
+    /// The pty settings, if the command runs on one.
+    pub fn get_pty(&self) -> Option<PtyConfig> {
+        self.pty
     }
 
     /// The program as given.

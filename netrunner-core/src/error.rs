@@ -39,6 +39,9 @@ pub enum Error {
         /// Output up to the limit, with the final status and stats.
         partial: Box<Output>,
     },
+    /// A terminal operation on a command that was not started with `pty(true)`.
+    #[error("the command has no pty: start it with Command::pty(true)")]
+    NotPty,
     /// The shepherd process could not be found, started, or talked to.
     #[error(transparent)]
     Shepherd(#[from] ShepherdError),
@@ -127,6 +130,7 @@ impl From<Error> for io::Error {
             e @ Error::InvalidInput { .. } => io::Error::new(io::ErrorKind::InvalidInput, e),
             e @ Error::Timeout { .. } => io::Error::new(io::ErrorKind::TimedOut, e),
             e @ Error::OutputLimit { .. } => io::Error::new(io::ErrorKind::FileTooLarge, e),
+            e @ Error::NotPty => io::Error::new(io::ErrorKind::Unsupported, e),
             Error::Shepherd(e) => e.into(),
         }
     }

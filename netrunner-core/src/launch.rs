@@ -84,6 +84,8 @@ pub struct Launched {
     pub stdout: Option<OwnedFd>,
     /// Read end of the command's stderr, non-blocking.
     pub stderr: Option<OwnedFd>,
+    /// The pty master (another descriptor of it), for resizing, in pty mode.
+    pub pty: Option<OwnedFd>,
 }
 
 /// What the child gets for one stream, and what we keep.
@@ -139,15 +141,43 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
             }
         })
     };
-    let stdin = slot(plan.modes[0].mode(), 0)?;
-    let stdout = slot(plan.modes[1].mode(), 1)?;
-    let stderr = if plan.stderr_to_stdout {
-        Slot {
-            spec: stdout.spec,
-            ours: None,
+    let (stdin, stdout, stderr, pty) = match cmd.pty {
+        // One terminal for all three: stdin writes to it, stdout reads all
+        // it shows; a third descriptor of the master is kept for resizing.
+        Some(config) => {
+            let netrunner_sys::pty::Pty { master, slave } =
+                netrunner_sys::pty::openpty(config.rows, config.cols, config.echo)?;
+            fd::set_nonblocking(master.as_fd(), true)?;
+            passed.push(slave);
+            let spec = StdioSpec::Passed(0);
+            let writer = fd::fcntl_dupfd_cloexec(master.as_fd(), 3)?;
+            let resizer = fd::fcntl_dupfd_cloexec(master.as_fd(), 3)?;
+            (
+                Slot {
+                    spec,
+                    ours: Some(writer),
+                },
+                Slot {
+                    spec,
+                    ours: Some(master),
+                },
+                Slot { spec, ours: None },
+                Some(resizer),
+            )
         }
-    } else {
-        slot(plan.modes[2].mode(), 2)?
+        None => {
+            let stdin = slot(plan.modes[0].mode(), 0)?;
+            let stdout = slot(plan.modes[1].mode(), 1)?;
+            let stderr = if plan.stderr_to_stdout {
+                Slot {
+                    spec: stdout.spec,
+                    ours: None,
+                }
+            } else {
+                slot(plan.modes[2].mode(), 2)?
+            };
+            (stdin, stdout, stderr, None)
+        }
     };
 
     // The shepherd may be a spare started before this spawn: state what
@@ -163,10 +193,19 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         env: prepared.env.clone(),
         cwd,
         stdio: [stdin.spec, stdout.spec, stderr.spec],
-        isolation: Isolation::ProcessGroup,
+        // A terminal's session leader: setsid, then the pty as controlling terminal.
+        isolation: if cmd.pty.is_some() {
+            Isolation::Session
+        } else {
+            Isolation::ProcessGroup
+        },
         kill_timeout_ms: duration_ms(cmd.kill_timeout),
         timeout_ms: cmd.timeout.map(duration_ms),
-        pty: None,
+        pty: cmd.pty.map(|c| netrunner_proto::PtySpec {
+            rows: c.rows,
+            cols: c.cols,
+            echo: c.echo,
+        }),
         cgroup: None,
         rlimits: netrunner_sys::process::getrlimit_all(),
         umask: netrunner_sys::process::current_umask(),
@@ -207,6 +246,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
                 stdin: stdin.ours,
                 stdout: stdout.ours,
                 stderr: stderr.ours,
+                pty,
             })
         }
         Start::Failed { stage, errno } => {
@@ -215,6 +255,16 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
             Err(spawn_error(&prepared, stage, errno))
         }
     }
+}
+
+/// Resizes the pty of a child started with `pty(true)`.
+pub fn set_window_size(pty: Option<&OwnedFd>, rows: u16, cols: u16) -> Result<(), Error> {
+    let master = pty.ok_or(Error::NotPty)?;
+    Ok(netrunner_sys::pty::set_window_size(
+        master.as_fd(),
+        rows,
+        cols,
+    )?)
 }
 
 /// Sends the request to `started` and waits for its answer. On error the

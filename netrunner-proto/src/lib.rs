@@ -215,6 +215,10 @@ pub enum SpawnStage {
     Exec,
     /// Setting a resource limit or the umask failed.
     Limits,
+    /// Making the pty the controlling terminal failed.
+    Terminal,
+    /// Creating or joining the cgroup failed.
+    Cgroup,
 }
 
 impl SpawnStage {
@@ -230,6 +234,8 @@ impl SpawnStage {
             SpawnStage::Signals => 6,
             SpawnStage::Exec => 7,
             SpawnStage::Limits => 8,
+            SpawnStage::Terminal => 9,
+            SpawnStage::Cgroup => 10,
         }
     }
 
@@ -245,6 +251,8 @@ impl SpawnStage {
             6 => SpawnStage::Signals,
             7 => SpawnStage::Exec,
             8 => SpawnStage::Limits,
+            9 => SpawnStage::Terminal,
+            10 => SpawnStage::Cgroup,
             _ => return None,
         })
     }
@@ -261,6 +269,8 @@ impl SpawnStage {
             SpawnStage::Signals => "resetting signals",
             SpawnStage::Exec => "exec",
             SpawnStage::Limits => "setting resource limits",
+            SpawnStage::Terminal => "making the pty the controlling terminal",
+            SpawnStage::Cgroup => "creating or joining the cgroup",
         }
     }
 }

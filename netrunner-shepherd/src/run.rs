@@ -137,6 +137,14 @@ fn run() -> io::Result<()> {
             return Ok(());
         }
     };
+    // A pty slave stays open here until the whole tree is gone: the master
+    // then reads everything the command wrote before it reads EIO (EOF),
+    // however fast the command exited.
+    let pty_slave = if request.pty.is_some() {
+        link.fds.drain(..).next()
+    } else {
+        None
+    };
     // The child has its copies; closing ours makes closing stdin purely the
     // owner's act and lets EOF on stdout mean the child's side is done.
     link.fds.clear();
@@ -243,6 +251,7 @@ fn run() -> io::Result<()> {
 
     // Only the leader's zombie is left: reap it, which unpins its pid.
     let status = process::waitid_blocking(leader)?;
+    drop(pty_slave);
     let rusage = process::getrusage_children().unwrap_or_default();
     link.send(&FromShepherd::Exited {
         status,
@@ -261,7 +270,7 @@ fn start_child(
         stage: SpawnStage::Request,
         errno,
     };
-    if req.pty.is_some() || req.cgroup.is_some() {
+    if req.cgroup.is_some() {
         return Err(request_error(rustix::io::Errno::OPNOTSUPP.raw_os_error()));
     }
     let mut stdio: [BorrowedFd<'_>; 3] = [null.as_fd(), null.as_fd(), null.as_fd()];
@@ -282,6 +291,11 @@ fn start_child(
     )
     .map_err(|_| request_error(rustix::io::Errno::INVAL.raw_os_error()))?
     .with_limits(&req.rlimits, req.umask);
+    let plan = if req.pty.is_some() {
+        plan.with_controlling_terminal()
+    } else {
+        plan
+    };
     process::fork_exec(&plan, stdio)
 }
 

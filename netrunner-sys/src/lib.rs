@@ -13,6 +13,7 @@
 pub mod fd;
 pub mod memfd;
 pub mod process;
+pub mod pty;
 pub mod signal;
 pub mod signalfd;
 pub mod socket;

@@ -36,6 +36,8 @@ pub struct ExecPlan {
     /// Limits to set in the child: only those that differ from ours.
     rlimits: Vec<(u32, libc::rlimit)>,
     umask: Option<u32>,
+    controlling_terminal: bool,
+    cgroup_procs: Option<std::os::fd::RawFd>,
 }
 
 /// A byte string given to [`ExecPlan::new`] contained a NUL byte.
@@ -79,7 +81,24 @@ impl ExecPlan {
             isolation,
             rlimits: Vec::new(),
             umask: None,
+            controlling_terminal: false,
+            cgroup_procs: None,
         })
+    }
+
+    /// Makes the child's stdin (a pty slave) its controlling terminal, after
+    /// `setsid` (so use it with [`Isolation::Session`]).
+    pub fn with_controlling_terminal(mut self) -> Self {
+        self.controlling_terminal = true;
+        self
+    }
+
+    /// Has the child move itself into the cgroup whose `cgroup.procs` is open
+    /// as `procs`, before anything else it does: nothing it ever forks is
+    /// outside. The descriptor must stay open until [`fork_exec`] returns.
+    pub fn with_cgroup(mut self, procs: BorrowedFd<'_>) -> Self {
+        self.cgroup_procs = Some(procs.as_raw_fd());
+        self
     }
 
     /// Also sets these resource limits and this umask in the child.
@@ -254,6 +273,17 @@ fn child_after_fork(
     };
     let errno = |e: rustix::io::Errno| e.raw_os_error();
 
+    if let Some(procs) = plan.cgroup_procs {
+        // SAFETY: the plan's contract keeps this descriptor open until
+        // fork_exec returns, and in this child it is only written to; a
+        // borrowed view for one write cannot outlive it.
+        let procs = unsafe { BorrowedFd::borrow_raw(procs) };
+        // "0" moves the writing process (cgroup v2).
+        if let Err(e) = rustix::io::write(procs, b"0") {
+            fail(SpawnStage::Cgroup, errno(e));
+        }
+    }
+
     let isolated = match plan.isolation {
         Isolation::ProcessGroup => rustix::process::setpgid(None, None),
         Isolation::Session => rustix::process::setsid().map(drop),
@@ -292,6 +322,12 @@ fn child_after_fork(
         };
         if let Err(e) = result {
             fail(SpawnStage::Stdio, errno(e));
+        }
+    }
+
+    if plan.controlling_terminal {
+        if let Err(e) = rustix::process::ioctl_tiocsctty(rustix::stdio::stdin()) {
+            fail(SpawnStage::Terminal, errno(e));
         }
     }
 

@@ -250,3 +250,40 @@ fn max_output_and_streams() {
         ));
     });
 }
+
+#[test]
+fn pty_mode_on_tokio() {
+    on_both_runtimes(|| async {
+        let out = Command::new("echo")
+            .arg("hi")
+            .pty(true)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, b"hi\r\n");
+
+        let script = "stty size; trap 'stty size' WINCH; echo ready; while :; do sleep 0.05; done";
+        let mut child = sh(script).pty_size(30, 100).spawn().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("30 100\r\nready\r\n") {
+            let n = out.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            seen.extend_from_slice(&buf[..n]);
+        }
+        child.set_window_size(40, 120).unwrap();
+        while !String::from_utf8_lossy(&seen).contains("40 120\r\n") {
+            let n = out.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            seen.extend_from_slice(&buf[..n]);
+        }
+        child.kill().unwrap();
+        child.wait().await.unwrap();
+
+        let mut plain = Command::new("sleep").arg("100").spawn().unwrap();
+        assert!(matches!(plain.set_window_size(1, 1), Err(Error::NotPty)));
+        plain.kill().unwrap();
+        plain.wait().await.unwrap();
+    });
+}

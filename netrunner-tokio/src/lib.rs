@@ -263,6 +263,7 @@ pub struct Child {
     /// The command's stderr, if piped.
     pub stderr: Option<ChildStderr>,
     link: AsyncLink,
+    pty: Option<OwnedFd>,
 }
 
 impl Child {
@@ -272,6 +273,7 @@ impl Child {
             stdout: c.stdout.map(ChildStdout),
             stderr: c.stderr.map(ChildStderr),
             link: c.link,
+            pty: c.pty,
         }
     }
 
@@ -313,6 +315,13 @@ impl Child {
     /// Statistics so far (CPU time and peak memory once the command has exited).
     pub fn stats(&self) -> Stats {
         self.link.stats()
+    }
+
+    /// Resizes the command's terminal (started with `pty(true)`); the
+    /// kernel sends SIGWINCH to its foreground process group.
+    /// [`Error::NotPty`] for a command without a pty.
+    pub fn set_window_size(&mut self, rows: u16, cols: u16) -> Result<(), Error> {
+        netrunner_core::launch::set_window_size(self.pty.as_ref(), rows, cols)
     }
 
     /// Whether the command's [`timeout`](netrunner_core::Command::timeout)
