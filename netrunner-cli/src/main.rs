@@ -94,6 +94,20 @@ struct RunArgs {
     /// What to do with the command's stderr.
     #[arg(long, value_enum, default_value = "separate")]
     stderr: StderrMode,
+    /// Run the command on a pseudo-terminal (its stdout and stderr arrive
+    /// merged, as a terminal shows them).
+    #[arg(long)]
+    pty: bool,
+    /// Run the command in a new cgroup v2 named NAME under netrunner's own;
+    /// everything in it is killed and the cgroup removed at the end.
+    #[arg(long, value_name = "NAME")]
+    cgroup: Option<String>,
+    /// memory.max of the command's cgroup (e.g. 512MiB); needs the memory controller.
+    #[arg(long, value_parser = units::parse_size, value_name = "SIZE")]
+    memory_max: Option<u64>,
+    /// pids.max of the command's cgroup; needs the pids controller.
+    #[arg(long, value_name = "N")]
+    pids_max: Option<u64>,
     /// The program and its arguments.
     #[arg(required = true, last = true, value_name = "PROGRAM [ARGS]...")]
     command: Vec<std::ffi::OsString>,
@@ -219,6 +233,18 @@ async fn run(args: RunArgs) -> u8 {
     }
     if let Some(t) = args.timeout {
         cmd.timeout(t);
+    }
+    if args.pty {
+        cmd.pty(true);
+    }
+    if let Some(name) = &args.cgroup {
+        cmd.cgroup(name);
+    }
+    if let Some(bytes) = args.memory_max {
+        cmd.memory_max(bytes);
+    }
+    if let Some(n) = args.pids_max {
+        cmd.pids_max(n);
     }
     // Output passes through us only when we must count or cap it; otherwise
     // the command writes straight to our streams (a terminal stays a terminal).

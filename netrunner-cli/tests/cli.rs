@@ -303,3 +303,31 @@ fn help_version_and_usage_errors() {
     );
     assert_eq!(code(&netrunner(&["run"])), 125);
 }
+
+#[test]
+fn pty_and_cgroup_flags() {
+    let out = netrunner(&["run", "--pty", "--", "tty"]);
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("/dev/pts/"));
+
+    let name = format!("netrunner-cli-test-{}", std::process::id());
+    let out = netrunner(&["run", "--cgroup", &name, "--", "cat", "/proc/self/cgroup"]);
+    assert_eq!(code(&out), 0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("0::") && l.ends_with(&format!("/{name}"))),
+        "{text}"
+    );
+
+    // A limit whose controller is missing is netrunner's failure, named.
+    let out = netrunner(&["run", "--pids-max", "50", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        code(&out) == 0 || (code(&out) == 125 && err.contains("pids")),
+        "{} {err}",
+        code(&out)
+    );
+    let out = netrunner(&["run", "--cgroup", "../escape", "--", "true"]);
+    assert_eq!(code(&out), 125);
+}

@@ -243,6 +243,7 @@ mod tests {
             status: ExitStatus::from_wire(WireStatus::Code(0)),
             rusage: Rusage::default(),
             timed_out,
+            cgroup: None,
             at: Instant::now(),
         }
     }

@@ -96,6 +96,7 @@ pub struct Command<F> {
     pub(crate) kill_timeout: Duration,
     pub(crate) shepherd_path: Option<PathBuf>,
     pub(crate) pty: Option<PtyConfig>,
+    pub(crate) cgroup: crate::cgroup::CgroupConfig,
     front: PhantomData<fn() -> F>,
 }
 
@@ -136,6 +137,7 @@ impl<F> Clone for Command<F> {
             kill_timeout: self.kill_timeout,
             shepherd_path: self.shepherd_path.clone(),
             pty: self.pty,
+            cgroup: self.cgroup.clone(),
             front: PhantomData,
         }
     }
@@ -173,6 +175,7 @@ impl<F> Command<F> {
             kill_timeout: DEFAULT_KILL_TIMEOUT,
             shepherd_path: None,
             pty: None,
+            cgroup: crate::cgroup::CgroupConfig::default(),
             front: PhantomData,
         }
     }
@@ -316,6 +319,45 @@ impl<F> Command<F> {
     /// Whether the pty echoes input (default on); implies `pty(true)`.
     pub fn pty_echo(&mut self, echo: bool) -> &mut Self {
         self.pty.get_or_insert_with(PtyConfig::default).echo = echo;
+        self
+    }
+
+    /// Runs the command in a new cgroup v2 named `name`, created under this
+    /// process's own cgroup (or [`Command::cgroup_parent`]). The child joins
+    /// it before exec, so nothing it ever starts is outside; on every exit
+    /// path everything in it is killed and the directory removed. A cgroup
+    /// that cannot be created is an error, never a run without isolation.
+    pub fn cgroup(&mut self, name: impl Into<String>) -> &mut Self {
+        self.cgroup.name = Some(name.into());
+        self
+    }
+
+    /// Creates the cgroup under this one (a path from the hierarchy root,
+    /// like `/batch/jobs`) instead of under this process's cgroup.
+    pub fn cgroup_parent(&mut self, parent: impl Into<String>) -> &mut Self {
+        self.cgroup.parent = Some(parent.into());
+        self
+    }
+
+    /// `memory.max` of the command's cgroup (implies one; named
+    /// `netrunner-<pid>-<n>` unless [`Command::cgroup`] names it). Needs the
+    /// memory controller: without it, spawning is
+    /// [`CgroupError::ControllerUnavailable`](crate::cgroup::CgroupError).
+    pub fn memory_max(&mut self, bytes: u64) -> &mut Self {
+        self.cgroup.memory_max = Some(bytes);
+        self
+    }
+
+    /// `pids.max` of the command's cgroup (implies one; needs the pids controller).
+    pub fn pids_max(&mut self, max: u64) -> &mut Self {
+        self.cgroup.pids_max = Some(max);
+        self
+    }
+
+    /// `cpu.max` of the command's cgroup: `quota` of CPU time per `period`
+    /// (implies one; needs the cpu controller).
+    pub fn cpu_max(&mut self, quota: Duration, period: Duration) -> &mut Self {
+        self.cgroup.cpu_max = Some((quota, period));
         self
     }
 

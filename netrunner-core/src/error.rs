@@ -42,6 +42,9 @@ pub enum Error {
     /// A terminal operation on a command that was not started with `pty(true)`.
     #[error("the command has no pty: start it with Command::pty(true)")]
     NotPty,
+    /// The cgroup asked for could not be set up; nothing was run.
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     /// The shepherd process could not be found, started, or talked to.
     #[error(transparent)]
     Shepherd(#[from] ShepherdError),
@@ -131,6 +134,7 @@ impl From<Error> for io::Error {
             e @ Error::Timeout { .. } => io::Error::new(io::ErrorKind::TimedOut, e),
             e @ Error::OutputLimit { .. } => io::Error::new(io::ErrorKind::FileTooLarge, e),
             e @ Error::NotPty => io::Error::new(io::ErrorKind::Unsupported, e),
+            Error::Cgroup(e) => e.into(),
             Error::Shepherd(e) => e.into(),
         }
     }

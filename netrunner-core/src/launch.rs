@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use netrunner_proto::{
@@ -101,6 +102,11 @@ struct Slot {
 /// real OS error, never an exit status.
 pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
     let prepared = cmd.prepare()?;
+    let cgroup = cmd
+        .cgroup
+        .requested()
+        .then(|| crate::cgroup::resolve(&cmd.cgroup))
+        .transpose()?;
     let source = shepherd_exe::locate(cmd.shepherd_path.as_deref())?;
 
     // Descriptors for the child travel with the request; `passed` holds them
@@ -206,7 +212,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
             cols: c.cols,
             echo: c.echo,
         }),
-        cgroup: None,
+        cgroup: cgroup.clone(),
         rlimits: netrunner_sys::process::getrlimit_all(),
         umask: netrunner_sys::process::current_umask(),
     };
@@ -240,7 +246,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         Start::Started { machine } => {
             fd::set_nonblocking(ours.as_fd(), true)?;
             Ok(Launched {
-                machine,
+                machine: *machine,
                 socket: ours,
                 shepherd,
                 stdin: stdin.ours,
@@ -252,7 +258,14 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         Start::Failed { stage, errno } => {
             // The shepherd exits right after reporting; reap it now.
             let _ = shepherd.wait();
-            Err(spawn_error(&prepared, stage, errno))
+            Err(match (stage, &cgroup) {
+                (SpawnStage::Cgroup, Some(spec)) => crate::cgroup::CgroupError::Setup {
+                    path: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&spec.path)),
+                    source: io::Error::from_raw_os_error(errno),
+                }
+                .into(),
+                _ => spawn_error(&prepared, stage, errno),
+            })
         }
     }
 }
@@ -353,7 +366,7 @@ fn lost_if_pipe(e: io::Error) -> Error {
 }
 
 enum Start {
-    Started { machine: ChildMachine },
+    Started { machine: Box<ChildMachine> },
     Failed { stage: SpawnStage, errno: i32 },
 }
 
@@ -405,7 +418,11 @@ fn await_start(
         // Started always comes first; an Exited that arrived in the same
         // read stays queued in the machine for the front end.
         match machine.poll_event() {
-            Some(Event::Started { .. }) => return Ok(Start::Started { machine }),
+            Some(Event::Started { .. }) => {
+                return Ok(Start::Started {
+                    machine: Box::new(machine),
+                })
+            }
             Some(Event::SpawnFailed { stage, errno }) => return Ok(Start::Failed { stage, errno }),
             Some(Event::Lost(e)) => return Err(e.into()),
             Some(Event::Exited(_)) => return Err(ShepherdError::Lost.into()),

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aio;
+pub mod cgroup;
 pub mod collect;
 pub mod command;
 pub mod error;

@@ -210,6 +210,7 @@ mod tests {
             status: WireStatus::Code(0),
             rusage: Rusage::default(),
             timed_out: false,
+            cgroup: None,
         }
         .encode(&mut bytes);
         (child, pid, bytes)

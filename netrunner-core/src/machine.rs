@@ -29,6 +29,8 @@ pub struct ExitInfo {
     pub rusage: Rusage,
     /// Whether the shepherd's timeout fired first.
     pub timed_out: bool,
+    /// What the command's cgroup measured, if it had one.
+    pub cgroup: Option<netrunner_proto::CgroupUsage>,
     /// When the report arrived.
     pub at: Instant,
 }
@@ -123,12 +125,14 @@ impl ChildMachine {
                     status,
                     rusage,
                     timed_out,
+                    cgroup,
                 },
             ) => {
                 let info = ExitInfo {
                     status: ExitStatus::from_wire(status),
                     rusage,
                     timed_out,
+                    cgroup,
                     at: now,
                 };
                 self.state = State::Exited(info);
@@ -233,6 +237,10 @@ impl ChildMachine {
             stats.user_time = std::time::Duration::from_micros(exit.rusage.user_time_us);
             stats.system_time = std::time::Duration::from_micros(exit.rusage.system_time_us);
             stats.max_rss = exit.rusage.max_rss_kib.saturating_mul(1024);
+            if let Some(cgroup) = exit.cgroup {
+                stats.memory_peak = cgroup.memory_peak;
+                stats.cgroup_cpu_time = cgroup.cpu_usage_us.map(std::time::Duration::from_micros);
+            }
         }
         stats
     }
@@ -279,6 +287,10 @@ mod tests {
                 max_rss_kib: 2,
             },
             timed_out: false,
+            cgroup: Some(netrunner_proto::CgroupUsage {
+                memory_peak: Some(4096),
+                cpu_usage_us: Some(1700),
+            }),
         };
         let bytes = frames(&[FromShepherd::Started { pid: 77 }, exited]);
         // Split across reads at an awkward point.
@@ -305,6 +317,8 @@ mod tests {
         );
         assert_eq!(stats.user_time, Duration::from_micros(1500));
         assert_eq!(stats.max_rss, 2048);
+        assert_eq!(stats.memory_peak, Some(4096));
+        assert_eq!(stats.cgroup_cpu_time, Some(Duration::from_micros(1700)));
         m.handle_eof(t0 + Duration::from_secs(3));
         assert!(m.poll_event().is_none(), "EOF after exit is normal");
     }
@@ -340,6 +354,7 @@ mod tests {
                 status: WireStatus::Code(0),
                 rusage: Rusage::default(),
                 timed_out: false,
+                cgroup: None,
             }
             .to_frame(),
         );

@@ -24,6 +24,12 @@ pub struct Stats {
     pub system_time: Duration,
     /// Peak resident set size of the largest process in the tree, bytes (after exit).
     pub max_rss: u64,
+    /// Peak memory of the whole cgroup (`memory.peak`), bytes: only with
+    /// a cgroup whose memory controller is enabled, after exit.
+    pub memory_peak: Option<u64>,
+    /// CPU time of the whole cgroup (`cpu.stat` `usage_usec`): only with a
+    /// cgroup, after exit.
+    pub cgroup_cpu_time: Option<Duration>,
 }
 
 /// Shared, lock-free I/O counters; every pipe handle of a child holds one.

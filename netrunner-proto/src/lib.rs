@@ -300,6 +300,15 @@ pub struct Rusage {
     pub max_rss_kib: u64,
 }
 
+/// What the command's cgroup measured, when it ran in one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    /// `memory.peak`, bytes (needs the memory controller).
+    pub memory_peak: Option<u64>,
+    /// `usage_usec` from `cpu.stat`.
+    pub cpu_usage_us: Option<u64>,
+}
+
 /// Messages from the shepherd to the library.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FromShepherd {
@@ -328,6 +337,8 @@ pub enum FromShepherd {
         rusage: Rusage,
         /// Whether the run's timeout fired before it ended.
         timed_out: bool,
+        /// What the cgroup measured, if the command had one.
+        cgroup: Option<CgroupUsage>,
     },
 }
 
@@ -741,6 +752,7 @@ impl Encode for FromShepherd {
                 status,
                 rusage,
                 timed_out,
+                cgroup,
             } => {
                 let mut w = Writer::begin(out, tag::EXITED);
                 match *status {
@@ -761,6 +773,14 @@ impl Encode for FromShepherd {
                 w.u64(rusage.system_time_us);
                 w.u64(rusage.max_rss_kib);
                 w.bool(*timed_out);
+                match cgroup {
+                    None => w.u8(0),
+                    Some(c) => {
+                        w.u8(1);
+                        w.opt_u64(c.memory_peak);
+                        w.opt_u64(c.cpu_usage_us);
+                    }
+                }
                 w.finish();
             }
         }
@@ -797,6 +817,14 @@ impl Decode for FromShepherd {
                         max_rss_kib: r.u64("max rss")?,
                     },
                     timed_out: r.bool("timed out")?,
+                    cgroup: if r.bool("cgroup usage present")? {
+                        Some(CgroupUsage {
+                            memory_peak: r.opt_u64("memory.peak")?,
+                            cpu_usage_us: r.opt_u64("cpu usage")?,
+                        })
+                    } else {
+                        None
+                    },
                 }
             }
             other => return Err(DecodeError::UnknownTag(other)),
@@ -992,6 +1020,10 @@ mod tests {
                     max_rss_kib: 3,
                 },
                 timed_out: false,
+                cgroup: Some(CgroupUsage {
+                    memory_peak: Some(1 << 20),
+                    cpu_usage_us: None,
+                }),
             },
             FromShepherd::Exited {
                 status: WireStatus::Signal {
@@ -1000,6 +1032,7 @@ mod tests {
                 },
                 rusage: Rusage::default(),
                 timed_out: true,
+                cgroup: None,
             },
         ]
     }

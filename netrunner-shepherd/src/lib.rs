@@ -20,6 +20,8 @@ pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 pub const BIN_NAME: &str = "netrunner-shepherd";
 
 #[cfg(feature = "bin")]
+pub mod cgroup;
+#[cfg(feature = "bin")]
 pub mod run;
 #[cfg(feature = "bin")]
 pub mod watchdog;

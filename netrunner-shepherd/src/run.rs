@@ -13,6 +13,7 @@ use netrunner_sys::signalfd::SignalFd;
 use netrunner_sys::{fd, socket, Signal};
 use rustix::event::{PollFd, PollFlags};
 
+use crate::cgroup::Cgroup;
 use crate::watchdog::{Action, Cause, Watchdog};
 
 /// Exit code when the shepherd could not even talk to its owner.
@@ -127,8 +128,8 @@ fn run() -> io::Result<()> {
         }
     };
 
-    let leader = match start_child(&request, &link.fds, &null) {
-        Ok(pid) => pid,
+    let (leader, cgroup) = match start_child(&request, &link.fds, &null) {
+        Ok(started) => started,
         Err(failure) => {
             link.send(&FromShepherd::SpawnFailed {
                 stage: failure.stage,
@@ -162,6 +163,7 @@ fn run() -> io::Result<()> {
     let mut tree = Tree {
         leader,
         exited: None,
+        cgroup,
     };
     if link.closed {
         watchdog.handle_terminate(Instant::now(), Cause::OwnerGone);
@@ -183,7 +185,8 @@ fn run() -> io::Result<()> {
             0
         };
         if tree.exited.is_some() {
-            if others == 0 {
+            // With a cgroup, "nothing left" also means nothing left in it.
+            if others == 0 && tree.cgroup.as_ref().is_none_or(|c| c.is_empty()) {
                 break;
             }
             watchdog.handle_terminate(Instant::now(), Cause::LeaderExited);
@@ -253,10 +256,17 @@ fn run() -> io::Result<()> {
     let status = process::waitid_blocking(leader)?;
     drop(pty_slave);
     let rusage = process::getrusage_children().unwrap_or_default();
+    // The status is in hand: teardown can no longer lose it.
+    let cgroup = tree.cgroup.take().map(|c| {
+        let usage = c.usage();
+        let _ = c.remove();
+        usage
+    });
     link.send(&FromShepherd::Exited {
         status,
         rusage,
         timed_out: watchdog.timed_out(),
+        cgroup,
     });
     Ok(())
 }
@@ -265,14 +275,11 @@ fn start_child(
     req: &SpawnRequest,
     passed: &[OwnedFd],
     null: &OwnedFd,
-) -> Result<Pid, process::SpawnFailure> {
+) -> Result<(Pid, Option<Cgroup>), process::SpawnFailure> {
     let request_error = |errno| process::SpawnFailure {
         stage: SpawnStage::Request,
         errno,
     };
-    if req.cgroup.is_some() {
-        return Err(request_error(rustix::io::Errno::OPNOTSUPP.raw_os_error()));
-    }
     let mut stdio: [BorrowedFd<'_>; 3] = [null.as_fd(), null.as_fd(), null.as_fd()];
     for (slot, spec) in stdio.iter_mut().zip(req.stdio) {
         if let StdioSpec::Passed(i) = spec {
@@ -296,11 +303,36 @@ fn start_child(
     } else {
         plan
     };
-    process::fork_exec(&plan, stdio)
+    let cgroup = match &req.cgroup {
+        None => None,
+        Some(spec) => Some(Cgroup::create(spec).map_err(|e| {
+            process::SpawnFailure {
+                stage: SpawnStage::Cgroup,
+                errno: e
+                    .raw_os_error()
+                    .unwrap_or(rustix::io::Errno::INVAL.raw_os_error()),
+            }
+        })?),
+    };
+    let plan = match &cgroup {
+        Some(c) => plan.with_cgroup(c.procs()),
+        None => plan,
+    };
+    match process::fork_exec(&plan, stdio) {
+        Ok(pid) => Ok((pid, cgroup)),
+        Err(failure) => {
+            if let Some(c) = cgroup {
+                let _ = c.remove();
+            }
+            Err(failure)
+        }
+    }
 }
 
 /// The child and every descendant that re-parented to us.
 struct Tree {
+    /// The child's cgroup, if it has one: everything in it is part of the tree.
+    cgroup: Option<Cgroup>,
     leader: Pid,
     /// Set once the leader has exited; it stays an unreaped zombie until the
     /// very end, which pins its pid and so its process-group id: signalling
@@ -319,6 +351,9 @@ impl Tree {
     fn signal_all(&self, sig: Signal) {
         // Group and session isolation both make the leader's pid the pgid.
         self.signal(sig, SignalTarget::Group);
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.signal_all(sig);
+        }
         self.sweep(Some(sig));
     }
 

@@ -287,3 +287,35 @@ fn pty_mode_on_tokio() {
         plain.wait().await.unwrap();
     });
 }
+
+#[test]
+fn cgroup_on_tokio() {
+    on_both_runtimes(|| async {
+        let name = format!(
+            "netrunner-test-tokio-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        );
+        let name: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let out = sh("cat /proc/self/cgroup")
+            .cgroup(&name)
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("0::") && l.ends_with(&format!("/{name}"))),
+            "{text}"
+        );
+        let mount = netrunner_core::cgroup::cgroup2_mount().unwrap();
+        let current = netrunner_core::cgroup::current_cgroup().unwrap();
+        assert!(!mount
+            .join(current.trim_start_matches('/'))
+            .join(&name)
+            .exists());
+    });
+}

@@ -1,7 +1,7 @@
 //! Test helper: starts process trees through netrunner, prints every pid in
 //! them, then blocks forever, waiting to be killed by the test.
 //!
-//! Usage: `hold-tree blocking|tokio|async-std KILL_TIMEOUT_MS`. Prints one pid
+//! Usage: `hold-tree blocking|tokio|async-std|cgroup:NAME KILL_TIMEOUT_MS`. Prints one pid
 //! per line, then `ready`.
 #![forbid(unsafe_code)]
 
@@ -30,6 +30,34 @@ fn blocking(grace: Duration) -> Vec<netrunner_blocking::Child> {
             .args(["-c", script])
             .stdout(netrunner_blocking::Stdio::piped())
             .kill_timeout(grace)
+            .spawn()
+            .expect("spawn through netrunner");
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !lines_of(&buf, n) {
+            child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut byte)
+                .expect("read a pid");
+            buf.push(byte[0]);
+        }
+        report(&buf);
+        children.push(child);
+    }
+    children
+}
+
+fn blocking_in_cgroup(base: &str, grace: Duration) -> Vec<netrunner_blocking::Child> {
+    use std::io::Read;
+    let mut children = Vec::new();
+    for (i, (script, n)) in TREES.into_iter().enumerate() {
+        let mut child = netrunner_blocking::Command::new("sh")
+            .args(["-c", script])
+            .stdout(netrunner_blocking::Stdio::piped())
+            .kill_timeout(grace)
+            .cgroup(format!("{base}-{i}"))
             .spawn()
             .expect("spawn through netrunner");
         let mut buf = Vec::new();
@@ -122,6 +150,9 @@ fn main() {
             Box::new((children, rt))
         }
         "async-std" => Box::new(async_std::task::block_on(async_std_trees(grace))),
+        // `cgroup:NAME`: the blocking trees, each in its own cgroup
+        // (`NAME-0`, `NAME-1`).
+        m if m.starts_with("cgroup:") => Box::new(blocking_in_cgroup(&m["cgroup:".len()..], grace)),
         other => panic!("unknown mode {other}"),
     };
     report(b"ready\n");

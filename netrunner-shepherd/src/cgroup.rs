@@ -1,0 +1,170 @@
+//! The child's cgroup: create and configure it, signal everything in it, remove it.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use netrunner_proto::{CgroupSpec, CgroupUsage};
+use netrunner_sys::process::{self, Pid};
+use netrunner_sys::Signal;
+
+/// How long teardown waits for the kernel to release an emptied cgroup.
+const REMOVE_GRACE: Duration = Duration::from_secs(2);
+
+/// A cgroup this shepherd created for its child.
+#[derive(Debug)]
+pub struct Cgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, open for the child to write itself into.
+    procs: File,
+}
+
+fn write_file(path: &Path, value: &str) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(value.as_bytes())
+}
+
+impl Cgroup {
+    /// Creates the directory, enables the controllers the limits need in the
+    /// parent, and writes the limits. Nothing is left behind on failure.
+    pub fn create(spec: &CgroupSpec) -> io::Result<Cgroup> {
+        let dir = PathBuf::from(OsStr::from_bytes(&spec.path));
+        let parent = dir
+            .parent()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let limits: Vec<(&str, &str, String)> = [
+            spec.memory_max
+                .map(|m| ("memory", "memory.max", m.to_string())),
+            spec.pids_max.map(|p| ("pids", "pids.max", p.to_string())),
+            spec.cpu_max
+                .map(|(q, p)| ("cpu", "cpu.max", format!("{q} {p}"))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let enabled = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+        for (controller, _, _) in &limits {
+            if !enabled.split_whitespace().any(|c| c == *controller) {
+                write_file(
+                    &parent.join("cgroup.subtree_control"),
+                    &format!("+{controller}"),
+                )?;
+            }
+        }
+        fs::create_dir(&dir)?;
+        let configured = limits
+            .iter()
+            .try_for_each(|(_, file, value)| write_file(&dir.join(file), value))
+            .and_then(|()| {
+                OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.procs"))
+            });
+        match configured {
+            Ok(procs) => Ok(Cgroup { dir, procs }),
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// `cgroup.procs`, for the child to join before exec.
+    pub fn procs(&self) -> BorrowedFd<'_> {
+        self.procs.as_fd()
+    }
+
+    fn members(&self) -> Vec<Pid> {
+        fs::read_to_string(self.dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .filter_map(Pid::from_raw)
+            .collect()
+    }
+
+    /// Whether no live process is left in the cgroup.
+    pub fn is_empty(&self) -> bool {
+        self.members().is_empty()
+    }
+
+    /// Sends `sig` to every process in the cgroup, wherever in the process
+    /// tree it is.
+    ///
+    /// SIGKILL uses `cgroup.kill` (Linux 5.14+), which kills everything in
+    /// it at once. Otherwise the cgroup is frozen while its members are
+    /// listed and signalled: a frozen process cannot reap a child, so no
+    /// listed pid can be released and recycled before it is signalled.
+    pub fn signal_all(&self, sig: Signal) {
+        if sig == Signal::KILL && write_file(&self.dir.join("cgroup.kill"), "1").is_ok() {
+            return;
+        }
+        let frozen = write_file(&self.dir.join("cgroup.freeze"), "1").is_ok();
+        for pid in self.members() {
+            let _ = process::kill(pid, sig);
+        }
+        if frozen {
+            let _ = write_file(&self.dir.join("cgroup.freeze"), "0");
+        }
+    }
+
+    /// What the cgroup measured.
+    pub fn usage(&self) -> CgroupUsage {
+        let read_u64 = |file: &str| {
+            fs::read_to_string(self.dir.join(file))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let cpu_usage_us = fs::read_to_string(self.dir.join("cpu.stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+            });
+        CgroupUsage {
+            memory_peak: read_u64("memory.peak"),
+            cpu_usage_us,
+        }
+    }
+
+    /// Removes the (empty) cgroup. The kernel may take a moment to release
+    /// the last exited task; that wait is bounded and watched through
+    /// `cgroup.events`, never slept through blindly.
+    pub fn remove(self) -> io::Result<()> {
+        let Cgroup { dir, procs } = self;
+        drop(procs);
+        let deadline = Instant::now() + REMOVE_GRACE;
+        loop {
+            match fs::remove_dir(&dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    // cgroup.events signals POLLPRI when "populated" changes.
+                    let events = File::open(dir.join("cgroup.events"))?;
+                    let mut pfd = [rustix::event::PollFd::new(
+                        &events,
+                        rustix::event::PollFlags::PRI,
+                    )];
+                    let step = left.min(Duration::from_millis(50));
+                    let ts = rustix::event::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: step.as_nanos() as i64,
+                    };
+                    let _ = rustix::event::poll(&mut pfd, Some(&ts));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
