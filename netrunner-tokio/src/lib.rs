@@ -201,35 +201,19 @@ pipe_handle!(
     ChildStderr
 );
 
-fn poll_read_into(
-    pipe: &AsyncPipe,
-    cx: &mut Context<'_>,
-    buf: &mut ReadBuf<'_>,
-) -> Poll<io::Result<()>> {
-    let n = ready!(pipe.poll_read(cx, buf.initialize_unfilled()))?;
-    buf.advance(n);
-    Poll::Ready(Ok(()))
+macro_rules! async_read {
+    ($($name:ident),*) => {$(
+        impl AsyncRead for $name {
+            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+                let n = ready!(self.0.poll_read(cx, buf.initialize_unfilled()))?;
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+        }
+    )*};
 }
 
-impl AsyncRead for ChildStdout {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        poll_read_into(&self.0, cx, buf)
-    }
-}
-
-impl AsyncRead for ChildStderr {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        poll_read_into(&self.0, cx, buf)
-    }
-}
+async_read!(ChildStdout, ChildStderr);
 
 impl AsyncWrite for ChildStdin {
     fn poll_write(

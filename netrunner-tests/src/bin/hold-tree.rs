@@ -22,44 +22,20 @@ fn lines_of(buf: &[u8], n: usize) -> bool {
     buf.iter().filter(|&&b| b == b'\n').count() >= n
 }
 
-fn blocking(grace: Duration) -> Vec<netrunner_blocking::Child> {
-    use std::io::Read;
-    let mut children = Vec::new();
-    for (script, n) in TREES {
-        let mut child = netrunner_blocking::Command::new("sh")
-            .args(["-c", script])
-            .stdout(netrunner_blocking::Stdio::piped())
-            .kill_timeout(grace)
-            .spawn()
-            .expect("spawn through netrunner");
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !lines_of(&buf, n) {
-            child
-                .stdout
-                .as_mut()
-                .unwrap()
-                .read_exact(&mut byte)
-                .expect("read a pid");
-            buf.push(byte[0]);
-        }
-        report(&buf);
-        children.push(child);
-    }
-    children
-}
-
-fn blocking_in_cgroup(base: &str, grace: Duration) -> Vec<netrunner_blocking::Child> {
+/// The trees through the blocking front end; with `cgroup`, each in its
+/// own cgroup (`NAME-0`, `NAME-1`).
+fn blocking(grace: Duration, cgroup: Option<&str>) -> Vec<netrunner_blocking::Child> {
     use std::io::Read;
     let mut children = Vec::new();
     for (i, (script, n)) in TREES.into_iter().enumerate() {
-        let mut child = netrunner_blocking::Command::new("sh")
-            .args(["-c", script])
+        let mut cmd = netrunner_blocking::Command::new("sh");
+        cmd.args(["-c", script])
             .stdout(netrunner_blocking::Stdio::piped())
-            .kill_timeout(grace)
-            .cgroup(format!("{base}-{i}"))
-            .spawn()
-            .expect("spawn through netrunner");
+            .kill_timeout(grace);
+        if let Some(base) = cgroup {
+            cmd.cgroup(format!("{base}-{i}"));
+        }
+        let mut child = cmd.spawn().expect("spawn through netrunner");
         let mut buf = Vec::new();
         let mut byte = [0u8; 1];
         while !lines_of(&buf, n) {
@@ -143,7 +119,7 @@ fn main() {
             .unwrap_or(1000),
     );
     let held: Box<dyn std::any::Any> = match mode.as_str() {
-        "blocking" => Box::new(blocking(grace)),
+        "blocking" => Box::new(blocking(grace, None)),
         "tokio" => {
             let rt = tokio::runtime::Runtime::new().unwrap();
             let children = rt.block_on(tokio_trees(grace));
@@ -152,7 +128,7 @@ fn main() {
         "async-std" => Box::new(async_std::task::block_on(async_std_trees(grace))),
         // `cgroup:NAME`: the blocking trees, each in its own cgroup
         // (`NAME-0`, `NAME-1`).
-        m if m.starts_with("cgroup:") => Box::new(blocking_in_cgroup(&m["cgroup:".len()..], grace)),
+        m if m.starts_with("cgroup:") => Box::new(blocking(grace, Some(&m["cgroup:".len()..]))),
         other => panic!("unknown mode {other}"),
     };
     report(b"ready\n");
