@@ -343,9 +343,19 @@ async fn run(args: RunArgs) -> u8 {
             }
         }
     };
-    // The tree is gone, so the pipes are at EOF: the pumps finish promptly.
-    for p in pumps {
-        let _ = p.await;
+    // The tree is gone, so the pipes reach EOF once what is left in them
+    // is delivered. A reader of ours that stops reading could hold that up
+    // forever: a signal then ends the wait, as it would end `cat`.
+    let drained = async {
+        for p in pumps {
+            let _ = p.await;
+        }
+    };
+    tokio::select! {
+        () = drained => {}
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = hup.recv() => {}
     }
     let status = match status {
         Ok(status) => status,

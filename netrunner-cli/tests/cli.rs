@@ -87,6 +87,7 @@ fn max_output_passes_exactly_that_many_bytes() {
         "-c",
         "echo 12345 >&2; echo 67890",
     ]);
+    assert_eq!(code(&out), 123);
     assert_eq!(out.stdout.len() + out.stderr.len(), 10);
 }
 
@@ -196,11 +197,15 @@ fn stdin_env_cwd_and_stderr_modes() {
         "--",
         "sh",
         "-c",
-        "echo $A $B; pwd; env | wc -l",
+        "echo $A $B; pwd; echo ${HOME-unset}",
     ]);
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(&lines[..2], ["1 two=2", "/tmp"]);
+    assert_eq!(
+        lines,
+        ["1 two=2", "/tmp", "unset"],
+        "--env-clear dropped HOME"
+    );
 
     let out = netrunner(&[
         "run",
@@ -321,13 +326,66 @@ fn pty_and_cgroup_flags() {
     );
 
     // A limit whose controller is missing is netrunner's failure, named.
-    let out = netrunner(&["run", "--pids-max", "50", "--", "true"]);
+    let script = "cat \"$MOUNT$(sed -n 's/^0:://p' /proc/self/cgroup)/pids.max\"";
+    let mount = netrunner_core::cgroup::cgroup2_mount().unwrap();
+    let env = format!("MOUNT={}", mount.display());
+    let out = netrunner(&[
+        "run",
+        "--pids-max",
+        "50",
+        "--env",
+        &env,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        code(&out) == 0 || (code(&out) == 125 && err.contains("pids")),
-        "{} {err}",
-        code(&out)
-    );
+    match code(&out) {
+        0 => assert_eq!(out.stdout, b"50\n", "pids.max was written"),
+        125 => assert!(err.contains("pids"), "{err}"),
+        other => panic!("exit {other}: {err}"),
+    }
     let out = netrunner(&["run", "--cgroup", "../escape", "--", "true"]);
     assert_eq!(code(&out), 125);
+}
+
+#[test]
+fn a_stalled_reader_does_not_keep_netrunner_alive_after_a_signal() {
+    // Our stdout is a pipe nobody reads: the output pump blocks once it is
+    // full. The timeout ends the command; SIGTERM must then end netrunner.
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--timeout",
+            "300ms",
+            "--kill-timeout",
+            "100ms",
+            "--stats",
+            "--",
+            "yes",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still delivering to the stalled reader"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "netrunner ignored SIGTERM while draining"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(124));
 }

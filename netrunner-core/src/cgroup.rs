@@ -30,6 +30,20 @@ pub enum CgroupError {
         /// The parent cgroup directory.
         parent: PathBuf,
     },
+    /// The controller is offered but could not be enabled for child cgroups
+    /// (in cgroup v2 a non-root cgroup with processes of its own cannot hand
+    /// domain controllers such as memory to children: use `cgroup_parent`
+    /// with a cgroup delegated for that).
+    #[error("cannot enable the {controller} controller in {}: {source}", .parent.display())]
+    EnableController {
+        /// `memory`, `pids` or `cpu`.
+        controller: &'static str,
+        /// The parent cgroup directory.
+        parent: PathBuf,
+        /// The OS error (`EBUSY` for the no-internal-process rule).
+        #[source]
+        source: io::Error,
+    },
     /// The shepherd could not create, configure or join the cgroup.
     #[error("cannot set up cgroup {}: {source}", .path.display())]
     Setup {
@@ -46,6 +60,7 @@ impl From<CgroupError> for io::Error {
         let kind = match &e {
             CgroupError::NotMounted | CgroupError::UnknownCurrent => io::ErrorKind::NotFound,
             CgroupError::ControllerUnavailable { .. } => io::ErrorKind::Unsupported,
+            CgroupError::EnableController { source, .. } => source.kind(),
             CgroupError::Setup { source, .. } => source.kind(),
         };
         io::Error::new(kind, e)
@@ -213,8 +228,24 @@ pub fn resolve(config: &CgroupConfig) -> Result<netrunner_proto::CgroupSpec, Err
         (config.pids_max.is_some(), "pids"),
         (config.cpu_max.is_some(), "cpu"),
     ] {
-        if wanted && !offered.contains(&controller) {
+        if !wanted {
+            continue;
+        }
+        if !offered.contains(&controller) {
             return Err(CgroupError::ControllerUnavailable { controller, parent }.into());
+        }
+        // Enable it for children of `parent` (left enabled afterwards: it
+        // only lets child cgroups use the controller, as a delegation would).
+        let subtree = parent.join("cgroup.subtree_control");
+        let enabled = std::fs::read_to_string(&subtree).unwrap_or_default();
+        if !enabled.split_whitespace().any(|c| c == controller) {
+            std::fs::write(&subtree, format!("+{controller}")).map_err(|source| {
+                CgroupError::EnableController {
+                    controller,
+                    parent: parent.clone(),
+                    source,
+                }
+            })?;
         }
     }
     let path = parent.join(&name);

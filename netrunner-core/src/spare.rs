@@ -6,11 +6,16 @@
 //! child still has its own shepherd, a child of this process like any other.
 //!
 //! What the spare inherited when it was started could be stale by the time
-//! it is used. The spawn request therefore carries the working directory,
-//! the umask and every resource limit as they are *now*, and the shepherd
-//! applies them in the child; a spare started under other credentials
-//! (uid/gid changed since) is thrown away. Scheduling priority, CPU affinity
-//! and cgroup membership are inherited as they were when the spare started.
+//! it is used, or differ because it was started from another thread
+//! (capabilities, seccomp filters and no_new_privs are per thread). So:
+//! - the spawn request carries the working directory, the umask and every
+//!   resource limit as they are *now*, and the shepherd applies them in the
+//!   child;
+//! - everything else a child inherits — ids and groups, capability sets,
+//!   no_new_privs, seccomp, namespaces, cgroup, CPU affinity, nice value —
+//!   is fingerprinted for the calling thread at spawn time, and a spare
+//!   whose fingerprint differs is thrown away: that spawn starts a fresh
+//!   shepherd from the calling thread, exactly as without spares.
 //!
 //! Only the embedded shepherd has spares: an explicit `shepherd_path` or
 //! `NETRUNNER_SHEPHERD` is always started fresh. A spare that is never
@@ -35,7 +40,7 @@ pub struct Started {
 struct Spare {
     started: Started,
     path: PathBuf,
-    credentials: [u32; 4],
+    fingerprint: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -54,13 +59,51 @@ struct Pool {
 
 static POOL: OnceLock<Option<Pool>> = OnceLock::new();
 
-fn credentials() -> [u32; 4] {
-    [
-        rustix::process::getuid().as_raw(),
-        rustix::process::geteuid().as_raw(),
-        rustix::process::getgid().as_raw(),
-        rustix::process::getegid().as_raw(),
-    ]
+/// Everything a child inherits from the thread that starts its shepherd and
+/// that the spawn request does not carry, as seen by the calling thread.
+fn fingerprint() -> Vec<u8> {
+    const FIELDS: [&str; 13] = [
+        "Uid:",
+        "Gid:",
+        "Groups:",
+        "CapInh:",
+        "CapPrm:",
+        "CapEff:",
+        "CapBnd:",
+        "CapAmb:",
+        "NoNewPrivs:",
+        "Seccomp:",
+        "Seccomp_filters:",
+        "Cpus_allowed_list:",
+        "Mems_allowed_list:",
+    ];
+    let mut fp = Vec::with_capacity(512);
+    if let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") {
+        for line in status
+            .lines()
+            .filter(|l| FIELDS.iter().any(|f| l.starts_with(f)))
+        {
+            fp.extend_from_slice(line.as_bytes());
+            fp.push(b'\n');
+        }
+    }
+    // The nice value: field 19 of stat (after the parenthesised name).
+    if let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") {
+        if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+            fp.extend_from_slice(rest.split(' ').nth(16).unwrap_or("").as_bytes());
+            fp.push(b'\n');
+        }
+    }
+    for ns in ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"] {
+        if let Ok(link) = std::fs::read_link(format!("/proc/thread-self/ns/{ns}")) {
+            fp.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(link.as_os_str()));
+            fp.push(b'\n');
+        }
+    }
+    if let Ok(cgroup) = std::fs::read("/proc/self/cgroup") {
+        fp.extend_from_slice(&cgroup);
+    }
+    fp
 }
 
 fn discard(spare: Spare) {
@@ -78,7 +121,7 @@ pub fn take(path: &Path, start: fn(&Path) -> Result<Started, crate::Error>) -> O
     pool.changed.notify_all();
     drop(slot);
     let spare = spare?;
-    if spare.path == path && spare.credentials == credentials() {
+    if spare.path == path && spare.fingerprint == fingerprint() {
         Some(spare.started)
     } else {
         discard(spare);
@@ -133,7 +176,7 @@ fn refill(start: fn(&Path) -> Result<Started, crate::Error>) {
         };
         slot.busy = true;
         drop(slot);
-        let credentials = credentials();
+        let fingerprint = fingerprint();
         let started = start(&path);
         slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
         slot.busy = false;
@@ -141,7 +184,7 @@ fn refill(start: fn(&Path) -> Result<Started, crate::Error>) {
             let spare = Spare {
                 started,
                 path,
-                credentials,
+                fingerprint,
             };
             match slot.spare {
                 None => slot.spare = Some(spare),

@@ -31,36 +31,23 @@ fn write_file(path: &Path, value: &str) -> io::Result<()> {
 }
 
 impl Cgroup {
-    /// Creates the directory, enables the controllers the limits need in the
-    /// parent, and writes the limits. Nothing is left behind on failure.
+    /// Creates the directory and writes the limits (the library has
+    /// already enabled their controllers in the parent). Nothing is left
+    /// behind on failure.
     pub fn create(spec: &CgroupSpec) -> io::Result<Cgroup> {
         let dir = PathBuf::from(OsStr::from_bytes(&spec.path));
-        let parent = dir
-            .parent()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let limits: Vec<(&str, &str, String)> = [
-            spec.memory_max
-                .map(|m| ("memory", "memory.max", m.to_string())),
-            spec.pids_max.map(|p| ("pids", "pids.max", p.to_string())),
-            spec.cpu_max
-                .map(|(q, p)| ("cpu", "cpu.max", format!("{q} {p}"))),
+        let limits: Vec<(&str, String)> = [
+            spec.memory_max.map(|m| ("memory.max", m.to_string())),
+            spec.pids_max.map(|p| ("pids.max", p.to_string())),
+            spec.cpu_max.map(|(q, p)| ("cpu.max", format!("{q} {p}"))),
         ]
         .into_iter()
         .flatten()
         .collect();
-        let enabled = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
-        for (controller, _, _) in &limits {
-            if !enabled.split_whitespace().any(|c| c == *controller) {
-                write_file(
-                    &parent.join("cgroup.subtree_control"),
-                    &format!("+{controller}"),
-                )?;
-            }
-        }
         fs::create_dir(&dir)?;
         let configured = limits
             .iter()
-            .try_for_each(|(_, file, value)| write_file(&dir.join(file), value))
+            .try_for_each(|(file, value)| write_file(&dir.join(file), value))
             .and_then(|()| {
                 OpenOptions::new()
                     .write(true)

@@ -164,6 +164,7 @@ fn run() -> io::Result<()> {
         leader,
         exited: None,
         cgroup,
+        finished: false,
     };
     if link.closed {
         watchdog.handle_terminate(Instant::now(), Cause::OwnerGone);
@@ -253,6 +254,7 @@ fn run() -> io::Result<()> {
     }
 
     // Only the leader's zombie is left: reap it, which unpins its pid.
+    tree.finished = true;
     let status = process::waitid_blocking(leader)?;
     drop(pty_slave);
     let rusage = process::getrusage_children().unwrap_or_default();
@@ -338,6 +340,26 @@ struct Tree {
     /// very end, which pins its pid and so its process-group id: signalling
     /// `-leader` can never reach a stranger's group that reused the number.
     exited: Option<WireStatus>,
+    /// The event loop reached its normal end: nothing of the tree is left.
+    finished: bool,
+}
+
+impl Drop for Tree {
+    /// Any error that ends the event loop early still takes the whole tree
+    /// down: SIGKILL to the group, the cgroup and every adopted descendant,
+    /// then reap and remove the cgroup. Nothing outlives the shepherd.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.signal_all(Signal::KILL);
+        let _ = process::waitid_blocking(self.leader);
+        self.sweep(Some(Signal::KILL));
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.signal_all(Signal::KILL);
+            let _ = cgroup.remove();
+        }
+    }
 }
 
 impl Tree {
@@ -363,24 +385,34 @@ impl Tree {
     /// Each pid comes from our own children list and is unreaped when we
     /// signal it, so it cannot have been recycled.
     fn sweep(&self, sig: Option<Signal>) -> usize {
-        let Ok(children) = process::child_pids() else {
-            // Without a children list we cannot prove anything is left; the
-            // group signal still covers the common case.
-            return 0;
-        };
-        let mut alive = 0;
-        for pid in children {
-            if pid == self.leader {
-                continue;
+        loop {
+            let Ok(children) = process::child_pids() else {
+                // Without a children list we cannot prove anything is left;
+                // the group signal still covers the common case.
+                return 0;
+            };
+            let mut alive = 0;
+            let mut reaped_any = false;
+            for pid in children {
+                if pid == self.leader {
+                    continue;
+                }
+                if let Ok(Some(_)) = process::waitid_reap(pid) {
+                    reaped_any = true;
+                    continue;
+                }
+                alive += 1;
+                if let Some(sig) = sig {
+                    let _ = process::kill(pid, sig);
+                }
             }
-            if let Ok(Some(_)) = process::waitid_reap(pid) {
-                continue;
-            }
-            alive += 1;
-            if let Some(sig) = sig {
-                let _ = process::kill(pid, sig);
+            // Race: a child we just reaped had its own children re-parented
+            // to us when it exited (before it became a zombie), possibly
+            // after the list above was read. Look again until a pass reaps
+            // nothing; each repeat reaps at least one process, so it ends.
+            if !reaped_any {
+                return alive;
             }
         }
-        alive
     }
 }

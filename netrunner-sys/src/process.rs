@@ -24,7 +24,7 @@ pub fn getpid() -> Pid {
 /// After `fork` the child may only make async-signal-safe calls, so the
 /// C strings and the NULL-terminated pointer arrays all exist up front and
 /// the child only reads them.
-pub struct ExecPlan {
+pub struct ExecPlan<'a> {
     program: CString,
     // The pointer vectors point into these; they must live as long as the plan.
     _argv: Vec<CString>,
@@ -37,7 +37,7 @@ pub struct ExecPlan {
     rlimits: Vec<(u32, libc::rlimit)>,
     umask: Option<u32>,
     controlling_terminal: bool,
-    cgroup_procs: Option<std::os::fd::RawFd>,
+    cgroup_procs: Option<BorrowedFd<'a>>,
 }
 
 /// A byte string given to [`ExecPlan::new`] contained a NUL byte.
@@ -45,7 +45,7 @@ pub struct ExecPlan {
 #[error("{0} contains a NUL byte")]
 pub struct NulInPlan(pub &'static str);
 
-impl ExecPlan {
+impl<'a> ExecPlan<'a> {
     /// Prepares an exec of `program` with `argv`, `env` (`KEY=VALUE`) and `cwd`.
     pub fn new(
         program: &[u8],
@@ -95,9 +95,9 @@ impl ExecPlan {
 
     /// Has the child move itself into the cgroup whose `cgroup.procs` is open
     /// as `procs`, before anything else it does: nothing it ever forks is
-    /// outside. The descriptor must stay open until [`fork_exec`] returns.
-    pub fn with_cgroup(mut self, procs: BorrowedFd<'_>) -> Self {
-        self.cgroup_procs = Some(procs.as_raw_fd());
+    /// outside.
+    pub fn with_cgroup(mut self, procs: BorrowedFd<'a>) -> Self {
+        self.cgroup_procs = Some(procs);
         self
     }
 
@@ -208,7 +208,7 @@ const REPORT_LEN: usize = 5;
 /// - [`fork(2)`](https://man7.org/linux/man-pages/man2/fork.2.html),
 ///   [`execve(2)`](https://man7.org/linux/man-pages/man2/execve.2.html),
 ///   [`signal-safety(7)`](https://man7.org/linux/man-pages/man7/signal-safety.7.html)
-pub fn fork_exec(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3]) -> Result<Pid, SpawnFailure> {
+pub fn fork_exec(plan: &ExecPlan<'_>, stdio: [BorrowedFd<'_>; 3]) -> Result<Pid, SpawnFailure> {
     let (report_r, report_w) =
         crate::fd::pipe2_cloexec().map_err(|e| SpawnFailure::from_io(SpawnStage::Fork, &e))?;
     let parent = getpid();
@@ -256,7 +256,7 @@ pub fn fork_exec(plan: &ExecPlan, stdio: [BorrowedFd<'_>; 3]) -> Result<Pid, Spa
 
 /// The child side of [`fork_exec`]. Async-signal-safe calls only.
 fn child_after_fork(
-    plan: &ExecPlan,
+    plan: &ExecPlan<'_>,
     stdio: [BorrowedFd<'_>; 3],
     report: BorrowedFd<'_>,
     parent: Pid,
@@ -274,10 +274,6 @@ fn child_after_fork(
     let errno = |e: rustix::io::Errno| e.raw_os_error();
 
     if let Some(procs) = plan.cgroup_procs {
-        // SAFETY: the plan's contract keeps this descriptor open until
-        // fork_exec returns, and in this child it is only written to; a
-        // borrowed view for one write cannot outlive it.
-        let procs = unsafe { BorrowedFd::borrow_raw(procs) };
         // "0" moves the writing process (cgroup v2).
         if let Err(e) = rustix::io::write(procs, b"0") {
             fail(SpawnStage::Cgroup, errno(e));
@@ -354,12 +350,27 @@ fn child_after_fork(
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask as _));
     }
 
-    // Ignored signals stay ignored across exec; reset all of them. Errors are
-    // expected for KILL/STOP and the libc-reserved real-time signals.
+    // Ignored signals stay ignored across exec; reset all of them, through
+    // the raw system call: libc's `signal` refuses the real-time signals it
+    // reserves for itself (32, 33), which a parent may still have ignored.
+    // An all-zero kernel `struct sigaction` is SIG_DFL with no flags and an
+    // empty mask whatever the architecture's field order; 64 bytes covers
+    // its size everywhere. Errors are expected for KILL and STOP.
+    let default_action = [0u64; 8];
     for sig in 1..65 {
-        // SAFETY: signal(2) is async-signal-safe (signal-safety(7)); SIG_DFL
-        // installs no handler, so no Rust code can run from it.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: rt_sigaction is async-signal-safe (a plain system call);
+        // it only reads `default_action`, which lives on this stack for the
+        // call, and writes nothing (null old-action pointer). 8 is the
+        // kernel's sigset size.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                8 as libc::c_long,
+            )
+        };
     }
     if let Err(e) = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
@@ -596,7 +607,7 @@ pub fn os_bytes(s: &OsStr) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn plan(program: &str, args: &[&str]) -> ExecPlan {
+    fn plan(program: &str, args: &[&str]) -> ExecPlan<'static> {
         let argv: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
         ExecPlan::new(
             program.as_bytes(),
@@ -647,25 +658,59 @@ mod tests {
         assert_eq!(err.errno, libc::ENOENT);
     }
 
+    /// Fields 5 and 6 of `/proc/<pid>/stat`: process group and session.
+    fn pgid_and_sid(pid: i32) -> (i32, i32) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split(' ').collect();
+        (f[2].parse().unwrap(), f[3].parse().unwrap())
+    }
+
     #[test]
     fn child_runs_in_its_own_group_with_clean_signals() {
-        let (r, w) = crate::fd::pipe2_cloexec().unwrap();
-        let null = crate::fd::open_dev_null().unwrap();
-        // Ignore SIGINT here and check the child does not inherit that.
-        let script = "grep -E '^(SigIgn|SigBlk)' /proc/self/status; ps -o pgid= -p $$; echo $$";
-        let stdio = [null.as_fd(), w.as_fd(), null.as_fd()];
-        let pid = fork_exec(&plan("/bin/sh", &["sh", "-c", script]), stdio).unwrap();
-        drop(w);
-        let mut out = String::new();
-        io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
-        assert_eq!(waitid_blocking(pid).unwrap(), WireStatus::Code(0));
-        assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
-        let lines: Vec<&str> = out.lines().collect();
-        let n = lines.len();
-        // pgid == pid: the child leads its own group.
-        if lines[n - 2].trim().parse::<i32>().is_ok() {
-            assert_eq!(lines[n - 2].trim(), lines[n - 1].trim(), "{out}");
+        // Dirty this process's signal state first: SIGUSR2 ignored (process
+        // wide) and SIGUSR1 blocked (in the forking thread only).
+        // SAFETY: installing SIG_IGN runs no code in signal context; nothing
+        // in this test binary relies on SIGUSR2.
+        let previous = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGUSR2,
+                nix::sys::signal::SigHandler::SigIgn,
+            )
         }
+        .unwrap();
+        // Everything happens in the forking thread: PR_SET_PDEATHSIG fires
+        // when the thread that forked the child exits.
+        let (raw, pgid, sid, out, status) = std::thread::spawn(|| {
+            let mut set = nix::sys::signal::SigSet::empty();
+            set.add(nix::sys::signal::Signal::SIGUSR1);
+            set.thread_block().unwrap();
+            let (r, w) = crate::fd::pipe2_cloexec().unwrap();
+            let null = crate::fd::open_dev_null().unwrap();
+            let script = "grep -E '^(SigIgn|SigBlk)' /proc/self/status; exec sleep 0.3";
+            let pid = fork_exec(
+                &plan("/bin/sh", &["sh", "-c", script]),
+                [null.as_fd(), w.as_fd(), null.as_fd()],
+            )
+            .unwrap();
+            drop(w);
+            let raw = pid.as_raw_nonzero().get();
+            let (pgid, sid) = pgid_and_sid(raw);
+            let mut out = String::new();
+            io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();
+            (raw, pgid, sid, out, waitid_blocking(pid).unwrap())
+        })
+        .join()
+        .unwrap();
+        // SAFETY: as above; this restores what was there.
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGUSR2, previous) }.unwrap();
+        assert_eq!(pgid, raw, "the child leads its own process group");
+        assert_ne!(sid, raw, "but stays in our session (no pty)");
+        assert_eq!(status, WireStatus::Code(0));
+        assert_eq!(
+            out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+            "no signal blocked or ignored"
+        );
     }
 
     #[test]

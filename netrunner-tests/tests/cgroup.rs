@@ -60,6 +60,53 @@ fn the_child_is_inside_before_exec_and_nothing_escapes() {
 }
 
 #[test]
+fn the_command_execs_inside_and_teardown_kills_strangers_in_it() {
+    // The command itself reports its cgroup as its first act after exec.
+    let name = unique("exec");
+    let out = Command::new("cat")
+        .arg("/proc/self/cgroup")
+        .cgroup(&name)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("0::") && l.ends_with(&format!("/{name}"))),
+        "{text}"
+    );
+
+    // A process that is no descendant of the command and not in its process
+    // group, moved into its cgroup: only the cgroup teardown can reach it.
+    let name = unique("stranger");
+    let mut stranger = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop::new("sleep");
+    guard.add([stranger.id()]);
+    let mut child = Command::new("sleep")
+        .arg("1000")
+        .cgroup(&name)
+        .kill_timeout(Duration::from_millis(200))
+        .spawn()
+        .unwrap();
+    std::fs::write(
+        cgroup_dir(&name).join("cgroup.procs"),
+        stranger.id().to_string(),
+    )
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Killed by the cgroup teardown (it is our child, so reap it here).
+    let status = stranger.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(!cgroup_dir(&name).exists());
+}
+
+#[test]
 fn timeout_and_drop_tear_the_cgroup_down() {
     let mut guard = KillOnDrop::new("sleep");
     let name = unique("timeout");
@@ -159,19 +206,22 @@ fn limits_work_or_name_the_missing_controller() {
     let offered = std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
     let has = |c: &str| offered.split_whitespace().any(|o| o == c);
 
-    // pids.max against a fork bomb.
+    // pids.max against a fork bomb: count the background jobs that started.
     let bomb = Command::new("sh")
         .args([
             "-c",
-            "for i in $(seq 1 200); do sleep 5 & done 2>/dev/null; echo spawned",
+            "i=0; while [ $i -lt 100 ]; do sleep 5 & i=$((i+1)); done 2>/dev/null; jobs -p | wc -l",
         ])
         .pids_max(20)
         .kill_timeout(Duration::from_millis(100))
         .output();
     if has("pids") {
         let out = bomb.unwrap();
-        let running = String::from_utf8_lossy(&out.stdout);
-        assert!(running.contains("spawned"), "{running}");
+        let started: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert!(
+            started < 20,
+            "pids.max 20 let {started} of 100 forks through"
+        );
     } else {
         eprintln!(
             "skipping the pids.max fork-bomb check: the pids controller is not available in {}",

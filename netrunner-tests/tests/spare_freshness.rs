@@ -52,6 +52,16 @@ fn cwd_limits_umask_and_a_dead_spare() {
     assert_eq!(sh("umask").trim(), "0027");
     rustix::process::umask(old);
 
+    // Per-thread security state: a spare started by netrunner's background
+    // thread before this thread set no_new_privs must not be used.
+    with_spare_ready();
+    std::thread::spawn(|| {
+        rustix::thread::set_no_new_privs(true).unwrap();
+        assert_eq!(sh("grep NoNewPrivs /proc/self/status"), "NoNewPrivs:\t1\n");
+    })
+    .join()
+    .unwrap();
+
     // A spare killed while it waits: the next spawn starts a fresh shepherd.
     let spare = with_spare_ready();
     let pid = netrunner_sys::process::Pid::from_raw(spare as i32).unwrap();
