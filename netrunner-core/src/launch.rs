@@ -188,6 +188,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
 
     // The shepherd may be a spare started before this spawn: state what
     // the child must inherit as it is now.
+    let (umask, fingerprint) = spare::snapshot();
     let cwd = prepared.cwd.clone().or_else(|| {
         std::env::current_dir()
             .ok()
@@ -214,7 +215,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         }),
         cgroup: cgroup.clone(),
         rlimits: netrunner_sys::process::getrlimit_all(),
-        umask: netrunner_sys::process::current_umask(),
+        umask,
     };
     let mut frames = ToShepherd::Hello {
         version: PROTOCOL_VERSION,
@@ -224,7 +225,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
 
     let path = source.path();
     let spare = match source {
-        ShepherdSource::Embedded(_) => spare::take(path, start_fresh),
+        ShepherdSource::Embedded(_) => spare::take(path, &fingerprint, start_fresh),
         _ => None,
     };
     let used_spare = spare.is_some();

@@ -59,9 +59,21 @@ struct Pool {
 
 static POOL: OnceLock<Option<Pool>> = OnceLock::new();
 
+/// The calling thread's state a child inherits: the umask (which the
+/// request carries) and the fingerprint of everything else (which a spare
+/// must match), from one read of `/proc/thread-self/status`.
+pub fn snapshot() -> (Option<u32>, Vec<u8>) {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok());
+    (umask, fingerprint_from(&status))
+}
+
 /// Everything a child inherits from the thread that starts its shepherd and
-/// that the spawn request does not carry, as seen by the calling thread.
-fn fingerprint() -> Vec<u8> {
+/// that the spawn request does not carry, given that thread's status text.
+fn fingerprint_from(status: &str) -> Vec<u8> {
     const FIELDS: [&str; 13] = [
         "Uid:",
         "Gid:",
@@ -78,26 +90,28 @@ fn fingerprint() -> Vec<u8> {
         "Mems_allowed_list:",
     ];
     let mut fp = Vec::with_capacity(512);
-    if let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") {
-        for line in status
-            .lines()
-            .filter(|l| FIELDS.iter().any(|f| l.starts_with(f)))
-        {
-            fp.extend_from_slice(line.as_bytes());
-            fp.push(b'\n');
-        }
+    for line in status
+        .lines()
+        .filter(|l| FIELDS.iter().any(|f| l.starts_with(f)))
+    {
+        fp.extend_from_slice(line.as_bytes());
+        fp.push(b'\n');
     }
-    // The nice value: field 19 of stat (after the parenthesised name).
-    if let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") {
-        if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
-            fp.extend_from_slice(rest.split(' ').nth(16).unwrap_or("").as_bytes());
-            fp.push(b'\n');
-        }
+    // The thread's nice value.
+    let tid = rustix::thread::gettid();
+    if let Ok(nice) = rustix::process::getpriority_process(Some(tid)) {
+        fp.extend_from_slice(&nice.to_le_bytes());
     }
-    for ns in ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"] {
-        if let Ok(link) = std::fs::read_link(format!("/proc/thread-self/ns/{ns}")) {
-            fp.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(link.as_os_str()));
-            fp.push(b'\n');
+    // Namespaces, by (device, inode) of their /proc links: one open, then a
+    // relative stat for each.
+    let flags =
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+    if let Ok(ns) = rustix::fs::open("/proc/thread-self/ns", flags, rustix::fs::Mode::empty()) {
+        for name in ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"] {
+            if let Ok(st) = rustix::fs::statat(&ns, name, rustix::fs::AtFlags::empty()) {
+                fp.extend_from_slice(&st.st_dev.to_le_bytes());
+                fp.extend_from_slice(&st.st_ino.to_le_bytes());
+            }
         }
     }
     if let Ok(cgroup) = std::fs::read("/proc/self/cgroup") {
@@ -112,8 +126,14 @@ fn discard(spare: Spare) {
     reaper::reap(spare.started.child);
 }
 
-/// The spare for `path`, if one is ready; asks for the next one either way.
-pub fn take(path: &Path, start: fn(&Path) -> Result<Started, crate::Error>) -> Option<Started> {
+/// The spare for `path`, if one is ready and was started under the same
+/// `fingerprint` (from [`snapshot`] of the calling thread); asks for the
+/// next one either way.
+pub fn take(
+    path: &Path,
+    fingerprint: &[u8],
+    start: fn(&Path) -> Result<Started, crate::Error>,
+) -> Option<Started> {
     let pool = POOL.get_or_init(|| start_refill_thread(start)).as_ref()?;
     let mut slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
     let spare = slot.spare.take();
@@ -121,7 +141,7 @@ pub fn take(path: &Path, start: fn(&Path) -> Result<Started, crate::Error>) -> O
     pool.changed.notify_all();
     drop(slot);
     let spare = spare?;
-    if spare.path == path && spare.fingerprint == fingerprint() {
+    if spare.path == path && spare.fingerprint == fingerprint {
         Some(spare.started)
     } else {
         discard(spare);
@@ -176,7 +196,7 @@ fn refill(start: fn(&Path) -> Result<Started, crate::Error>) {
         };
         slot.busy = true;
         drop(slot);
-        let fingerprint = fingerprint();
+        let (_, fingerprint) = snapshot();
         let started = start(&path);
         slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
         slot.busy = false;
