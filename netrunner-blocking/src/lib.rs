@@ -26,6 +26,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use netrunner_core::aio;
 use netrunner_core::collect::{self, ChunkLimiter, Collector, Feeder, DRAIN_AFTER_EXIT};
 use netrunner_core::launch::{launch, Launched, StdioPlan};
 use netrunner_core::link::{read_socket, LinkState};
@@ -110,27 +111,9 @@ struct Pipe {
 }
 
 impl Pipe {
-    /// One non-blocking read; `Ok(None)` when no data is ready.
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        loop {
-            match rustix::io::read(&self.fd, &mut *buf) {
-                Ok(n) => {
-                    self.counters.record(self.kind, n);
-                    return Ok(Some(n));
-                }
-                // A pty master whose slave side is closed: end of stream.
-                Err(rustix::io::Errno::IO) => return Ok(Some(0)),
-                Err(rustix::io::Errno::AGAIN) => return Ok(None),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// One non-blocking read appended to `vec`'s spare capacity; `Ok(None)`
-    /// when no data is ready.
-    fn try_read_vec(&self, vec: &mut Vec<u8>) -> io::Result<Option<usize>> {
-        match netrunner_core::aio::read_spare(self.fd.as_fd(), vec) {
+    /// Counts a completed read or write; `Ok(None)` for `WouldBlock`.
+    fn done(&self, result: io::Result<usize>) -> io::Result<Option<usize>> {
+        match result {
             Ok(n) => {
                 self.counters.record(self.kind, n);
                 Ok(Some(n))
@@ -140,19 +123,19 @@ impl Pipe {
         }
     }
 
+    /// One non-blocking read; `Ok(None)` when no data is ready.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.done(aio::read_once(self.fd.as_fd(), buf))
+    }
+
+    /// One non-blocking read appended to `vec`'s spare capacity.
+    fn try_read_vec(&self, vec: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        self.done(aio::read_spare(self.fd.as_fd(), vec))
+    }
+
     /// One non-blocking write; `Ok(None)` when the pipe is full.
     fn try_write(&self, buf: &[u8]) -> io::Result<Option<usize>> {
-        loop {
-            match rustix::io::write(&self.fd, buf) {
-                Ok(n) => {
-                    self.counters.record(self.kind, n);
-                    return Ok(Some(n));
-                }
-                Err(rustix::io::Errno::AGAIN) => return Ok(None),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.done(aio::write_once(self.fd.as_fd(), buf))
     }
 
     fn read_blocking(&self, buf: &mut [u8]) -> io::Result<usize> {

@@ -27,7 +27,7 @@ use crate::{Command, Error, ExitStatus, Output, Signal, SignalTarget, Stats};
 ///
 /// EIO is end of stream too: a pty master reads EIO once every slave
 /// descriptor is closed (a pipe never returns it).
-fn read_op(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_once(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match rustix::io::read(fd, &mut *buf) {
             Err(rustix::io::Errno::INTR) => continue,
@@ -38,7 +38,7 @@ fn read_op(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// `read(2)` into the spare capacity of `vec`, extending its length; EIO
-/// (a pty whose slave side is closed) is end of stream, as in `read_op`.
+/// (a pty whose slave side is closed) is end of stream, as in [`read_once`].
 pub fn read_spare(fd: BorrowedFd<'_>, vec: &mut Vec<u8>) -> io::Result<usize> {
     loop {
         match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut *vec)) {
@@ -49,7 +49,8 @@ pub fn read_spare(fd: BorrowedFd<'_>, vec: &mut Vec<u8>) -> io::Result<usize> {
     }
 }
 
-fn write_op(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+/// `write(2)` on one of our pipe or pty ends.
+pub fn write_once(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     loop {
         match rustix::io::write(fd, buf) {
             Err(rustix::io::Errno::INTR) => continue,
@@ -69,7 +70,7 @@ pub struct AsyncPipe {
 impl AsyncPipe {
     /// Reads into `buf` once data is available; 0 is end of stream.
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let result = ready!(self.io.poll_read_with(cx, &mut |fd| read_op(fd, buf)));
+        let result = ready!(self.io.poll_read_with(cx, &mut |fd| read_once(fd, buf)));
         if let Ok(n) = result {
             self.counters.record(self.kind, n);
         }
@@ -92,7 +93,7 @@ impl AsyncPipe {
 
     /// Writes from `buf` once the pipe has room.
     pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let result = ready!(self.io.poll_write_with(cx, &mut |fd| write_op(fd, buf)));
+        let result = ready!(self.io.poll_write_with(cx, &mut |fd| write_once(fd, buf)));
         if let Ok(n) = result {
             self.counters.record(self.kind, n);
         }

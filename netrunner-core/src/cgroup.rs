@@ -6,7 +6,7 @@
 //! writes the limits, has the child join before exec, and removes it all.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -257,11 +257,6 @@ pub fn resolve(config: &CgroupConfig) -> Result<netrunner_proto::CgroupSpec, Err
             .cpu_max
             .map(|(quota, period)| (quota.as_micros() as u64, period.as_micros() as u64)),
     })
-}
-
-/// Whether `path` is an existing directory (for tests and diagnostics).
-pub fn exists(path: &Path) -> bool {
-    path.is_dir()
 }
 
 #[cfg(test)]

@@ -86,12 +86,6 @@ impl Collector {
         self.limit_hit
     }
 
-    /// How many more bytes fit before the limit (`usize::MAX` without one).
-    pub fn room(&self) -> usize {
-        let kept = self.stdout.len() + self.stderr.len();
-        self.limit.map_or(usize::MAX, |l| l.saturating_sub(kept))
-    }
-
     /// The result of an `output()` run: `Timeout` or `OutputLimit` carrying
     /// the partial output, or the output itself.
     pub fn finish(self, exit: &ExitInfo, stats: Stats) -> Result<Output, Error> {
@@ -253,7 +247,6 @@ mod tests {
         let mut c = Collector::new(Some(10));
         assert!(c.push(StreamKind::Stdout, b"12345"));
         assert!(c.push(StreamKind::Stderr, b"678"));
-        assert_eq!(c.room(), 2);
         assert!(!c.push(StreamKind::Stdout, b"9abc"));
         match c.finish(&exit(false), Stats::default()) {
             Err(Error::OutputLimit { partial }) => {

@@ -101,7 +101,13 @@ struct Slot {
 /// nothing is left running: an exec failure is [`Error::Spawn`] carrying the
 /// real OS error, never an exit status.
 pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
-    let prepared = cmd.prepare()?;
+    let Prepared {
+        program,
+        path: exec_path,
+        argv,
+        env,
+        cwd,
+    } = cmd.prepare()?;
     let cgroup = cmd
         .cgroup
         .requested()
@@ -189,15 +195,15 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
     // The shepherd may be a spare started before this spawn: state what
     // the child must inherit as it is now.
     let (umask, fingerprint) = spare::snapshot();
-    let cwd = prepared.cwd.clone().or_else(|| {
+    let cwd = cwd.or_else(|| {
         std::env::current_dir()
             .ok()
             .map(|d| std::os::unix::ffi::OsStringExt::into_vec(d.into_os_string()))
     });
     let request = SpawnRequest {
-        program: prepared.path.clone(),
-        argv: prepared.argv.clone(),
-        env: prepared.env.clone(),
+        program: exec_path,
+        argv,
+        env,
         cwd,
         stdio: [stdin.spec, stdout.spec, stderr.spec],
         // A terminal's session leader: setsid, then the pty as controlling terminal.
@@ -265,7 +271,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
                     source: io::Error::from_raw_os_error(errno),
                 }
                 .into(),
-                _ => spawn_error(&prepared, stage, errno),
+                _ => spawn_error(program, stage, errno),
             })
         }
     }
@@ -432,7 +438,7 @@ fn await_start(
     }
 }
 
-fn spawn_error(prepared: &Prepared, stage: SpawnStage, errno: i32) -> Error {
+fn spawn_error(program: std::ffi::OsString, stage: SpawnStage, errno: i32) -> Error {
     let os = io::Error::from_raw_os_error(errno);
     let source = if stage == SpawnStage::Exec {
         os
@@ -445,10 +451,7 @@ fn spawn_error(prepared: &Prepared, stage: SpawnStage, errno: i32) -> Error {
             },
         )
     };
-    Error::Spawn {
-        program: prepared.program.clone(),
-        source,
-    }
+    Error::Spawn { program, source }
 }
 
 #[cfg(test)]

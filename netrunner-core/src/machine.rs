@@ -195,13 +195,6 @@ impl ChildMachine {
         (!self.transmit.is_empty()).then(|| std::mem::take(&mut self.transmit))
     }
 
-    /// Puts back the part of a transmit that the socket did not accept.
-    pub fn unsent(&mut self, rest: &[u8]) {
-        let mut bytes = rest.to_vec();
-        bytes.append(&mut self.transmit);
-        self.transmit = bytes;
-    }
-
     /// The next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -384,18 +377,5 @@ mod tests {
             m.poll_event(),
             Some(Event::Lost(ShepherdError::Protocol(_)))
         ));
-    }
-
-    #[test]
-    fn unsent_bytes_go_first() {
-        let t0 = Instant::now();
-        let mut m = ChildMachine::new(t0);
-        m.handle_bytes(t0, &frames(&[FromShepherd::Started { pid: 5 }]));
-        m.terminate();
-        let all = m.poll_transmit().unwrap();
-        m.unsent(&all[2..]);
-        m.kill();
-        let again = m.poll_transmit().unwrap();
-        assert_eq!(&again[..all.len() - 2], &all[2..]);
     }
 }

@@ -70,8 +70,3 @@ fn embed() -> Result<OwnedFd, String> {
         "running the embedded shepherd needs Linux memfd; set {SHEPHERD_ENV}"
     ))
 }
-
-/// Size of the embedded shepherd binary in bytes.
-pub fn embedded_len() -> usize {
-    EMBEDDED.len()
-}

@@ -1,7 +1,7 @@
 //! File descriptor plumbing: pipes, non-blocking mode, counting and closing.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use rustix::fs::{Mode, OFlags};
 use rustix::io::FdFlags;
@@ -112,14 +112,10 @@ pub fn close_inherited_fds(first: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Raw number of a descriptor, for messages and `/proc` paths only.
-pub fn raw(fd: impl AsFd) -> RawFd {
-    fd.as_fd().as_raw_fd()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn pipes_are_cloexec_and_counted() {

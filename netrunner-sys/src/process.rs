@@ -1,10 +1,9 @@
 //! Processes: fork/exec with an async-signal-safe child path, waiting, signalling.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::raw::c_char;
-use std::os::unix::ffi::OsStrExt;
 
 use netrunner_proto::{Isolation, Rusage, SpawnStage, WireStatus};
 use nix::libc;
@@ -462,14 +461,6 @@ pub fn process_exists(pid: Pid) -> bool {
     )
 }
 
-/// `kill(-pgid, 0)`: does any process remain in this group?
-pub fn process_group_exists(pgid: Pid) -> bool {
-    !matches!(
-        rustix::process::test_kill_process_group(pgid),
-        Err(rustix::io::Errno::SRCH)
-    )
-}
-
 /// The pids whose parent is this process.
 ///
 /// Reads `/proc/self/task/*/children`; where the kernel lacks that file it
@@ -588,11 +579,6 @@ pub fn getrusage_children() -> io::Result<Rusage> {
         system_time_us: micros(usage.system_time()),
         max_rss_kib: usage.max_rss().max(0) as u64,
     })
-}
-
-/// Bytes of an `OsStr`, for building exec plans.
-pub fn os_bytes(s: &OsStr) -> &[u8] {
-    s.as_bytes()
 }
 
 #[cfg(test)]

@@ -226,3 +226,24 @@ pub fn children_except_spare() -> Vec<u32> {
         .filter(|&p| Some(p) != spare)
         .collect()
 }
+
+/// Asserts that, within `limit`, netrunner's background work settles and
+/// this process is back to `baseline` descriptors with no zombie children.
+/// On failure it lists what the descriptors point at.
+pub fn assert_back_to_baseline(baseline: usize, limit: Duration) {
+    let settled = eventually(limit, || {
+        settle() && open_fds() == baseline && zombie_children().is_empty()
+    });
+    let fd_targets: Vec<_> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        settled,
+        "fds {} vs baseline {baseline}; zombies {:?}; fds point at {fd_targets:?}",
+        open_fds(),
+        zombie_children()
+    );
+}

@@ -33,13 +33,5 @@ fn three_hundred_cycles_leak_nothing() {
         assert_eq!(out, format!("{i}\n"));
     }
 
-    let settled = eventually(Duration::from_secs(3), || {
-        netrunner_tests::settle() && open_fds() == baseline && zombie_children().is_empty()
-    });
-    assert!(
-        settled,
-        "fds: {} vs baseline {baseline}; zombies: {:?}",
-        open_fds(),
-        zombie_children()
-    );
+    netrunner_tests::assert_back_to_baseline(baseline, Duration::from_secs(3));
 }

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use netrunner_blocking::{Command, Stdio};
-use netrunner_tests::{alive, eventually, open_fds, wait_gone, zombie_children};
+use netrunner_tests::{alive, open_fds, wait_gone};
 
 #[test]
 fn one_hundred_concurrent_children() {
@@ -50,17 +50,5 @@ fn one_hundred_concurrent_children() {
     }
     drop(children);
     assert!(wait_gone(&pids, Duration::from_secs(2)).is_empty());
-    let settled = eventually(Duration::from_secs(3), || {
-        netrunner_tests::settle() && open_fds() == baseline && zombie_children().is_empty()
-    });
-    assert!(
-        settled,
-        "fds {} vs baseline {baseline}; zombies {:?}; fd list {:?}",
-        open_fds(),
-        zombie_children(),
-        std::fs::read_dir("/proc/self/fd")
-            .unwrap()
-            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-            .collect::<Vec<_>>()
-    );
+    netrunner_tests::assert_back_to_baseline(baseline, Duration::from_secs(3));
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use netrunner_tests::{eventually, open_fds, zombie_children};
+use netrunner_tests::open_fds;
 use netrunner_tokio::{Command, Stdio};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -48,14 +48,6 @@ fn three_hundred_cycles_leak_nothing() {
                 .unwrap();
             assert_eq!(out, format!("{i}\n"));
         }
-        let settled = eventually(Duration::from_secs(3), || {
-            netrunner_tests::settle() && open_fds() == baseline && zombie_children().is_empty()
-        });
-        assert!(
-            settled,
-            "fds {} vs {baseline}; zombies {:?}",
-            open_fds(),
-            zombie_children()
-        );
+        netrunner_tests::assert_back_to_baseline(baseline, Duration::from_secs(3));
     });
 }

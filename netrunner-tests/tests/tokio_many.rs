@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use netrunner_tests::{alive, eventually, open_fds, raise_fd_limit, wait_gone, zombie_children};
+use netrunner_tests::{alive, open_fds, raise_fd_limit, wait_gone};
 use netrunner_tokio::{Command, Stdio};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -79,14 +79,6 @@ fn one_thousand_concurrent_children() {
             assert!(status.success());
         }
         assert!(wait_gone(&pids, Duration::from_secs(2)).is_empty());
-        let settled = eventually(Duration::from_secs(5), || {
-            netrunner_tests::settle() && open_fds() == baseline && zombie_children().is_empty()
-        });
-        assert!(
-            settled,
-            "fds {} vs {baseline}; zombies {:?}",
-            open_fds(),
-            zombie_children()
-        );
+        netrunner_tests::assert_back_to_baseline(baseline, Duration::from_secs(5));
     });
 }
