@@ -314,7 +314,7 @@ impl fmt::Debug for Child {
 
 impl Child {
     fn from_launched(l: Launched) -> Self {
-        let state = LinkState::new(l.machine, l.shepherd);
+        let state = LinkState::new(l.machine, l.shepherd, l.tree);
         let counters = state.counters.clone();
         let pipe = |fd: OwnedFd, kind| Pipe {
             fd,

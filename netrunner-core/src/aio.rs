@@ -268,7 +268,7 @@ impl AsyncChild {
     /// are returned here, as errors.
     pub fn spawn<F>(rt: &dyn Runtime, cmd: &Command<F>, plan: StdioPlan) -> Result<Self, Error> {
         let launched = launch(cmd, plan)?;
-        let state = LinkState::new(launched.machine, launched.shepherd);
+        let state = LinkState::new(launched.machine, launched.shepherd, launched.tree);
         let counters = state.counters.clone();
         // Register the socket first: a missing reactor fails before any
         // pipe is touched, and dropping `state` takes the tree down.

@@ -3,6 +3,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use netrunner_proto::{
@@ -15,6 +16,7 @@ use crate::error::ShepherdError;
 use crate::machine::{ChildMachine, Event};
 use crate::shepherd_exe::ShepherdSource;
 use crate::spare::{self, Started};
+use crate::tree::{LentTerminal, TreeHandles};
 use crate::{shepherd_exe, Command, Error};
 
 /// How a command's streams are set up for one launch.
@@ -87,6 +89,9 @@ pub struct Launched {
     pub stderr: Option<OwnedFd>,
     /// The pty master (another descriptor of it), for resizing, in pty mode.
     pub pty: Option<OwnedFd>,
+    /// What the library needs to take the tree down should the shepherd
+    /// die, and the owner's terminal while the command holds it.
+    pub tree: TreeHandles,
 }
 
 /// What the child gets for one stream, and what we keep.
@@ -192,6 +197,12 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         }
     };
 
+    // A stream inherited from the owner's terminal while the owner is in
+    // the foreground: the command gets the foreground for its run.
+    let lent_terminal = match cmd.pty {
+        Some(_) => None,
+        None => foreground_terminal(&plan)?,
+    };
     // The shepherd may be a spare started before this spawn: state what
     // the child must inherit as it is now.
     let (umask, fingerprint) = spare::snapshot();
@@ -222,6 +233,12 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         cgroup: cgroup.clone(),
         rlimits: netrunner_sys::process::getrlimit_all(),
         umask,
+        foreground: lent_terminal
+            .as_ref()
+            .map(|(stdio, lent)| netrunner_proto::Foreground {
+                stdio: *stdio,
+                owner_pgid: lent.owner.as_raw_nonzero().get() as u32,
+            }),
     };
     let mut frames = ToShepherd::Hello {
         version: PROTOCOL_VERSION,
@@ -250,8 +267,21 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
     drop(passed);
     let (machine, mut shepherd, ours) = outcome?;
     match machine {
-        Start::Started { machine } => {
+        Start::Started {
+            machine,
+            leader_pidfd,
+        } => {
             fd::set_nonblocking(ours.as_fd(), true)?;
+            let tree = TreeHandles {
+                leader: leader_pidfd,
+                pgid: machine
+                    .pid()
+                    .and_then(|p| netrunner_sys::process::Pid::from_raw(p as i32)),
+                cgroup: cgroup
+                    .as_ref()
+                    .map(|c| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&c.path))),
+                terminal: lent_terminal.map(|(_, lent)| lent),
+            };
             Ok(Launched {
                 machine: *machine,
                 socket: ours,
@@ -260,6 +290,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
                 stdout: stdout.ours,
                 stderr: stderr.ours,
                 pty,
+                tree,
             })
         }
         Start::Failed { stage, errno } => {
@@ -275,6 +306,27 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
             })
         }
     }
+}
+
+/// The first standard stream the command inherits that is this process's
+/// controlling terminal with this process's group in the foreground, as
+/// (stream index, a descriptor of it and our group).
+fn foreground_terminal(plan: &StdioPlan) -> io::Result<Option<(u8, LentTerminal)>> {
+    for (index, mode) in plan.modes.iter().enumerate() {
+        // Merged stderr goes wherever stdout goes, so stdout decides.
+        let inherited = mode.mode() == StdioMode::Inherit && !(index == 2 && plan.stderr_to_stdout);
+        if !inherited {
+            continue;
+        }
+        let Some(fd) = fd::stdio_fd(index as i32) else {
+            continue;
+        };
+        if let Some(owner) = netrunner_sys::terminal::foreground_owner(fd) {
+            let tty = fd::fcntl_dupfd_cloexec(fd, 3)?;
+            return Ok(Some((index as u8, LentTerminal { tty, owner })));
+        }
+    }
+    Ok(None)
 }
 
 /// Resizes the pty of a child started with `pty(true)`.
@@ -327,7 +379,11 @@ fn duration_ms(d: Duration) -> u64 {
 fn start_shepherd(path: &std::path::Path, socket: OwnedFd) -> Result<std::process::Child, Error> {
     let mut attempts = 0;
     loop {
+        // A process group of its own: signals aimed at the owner's group
+        // (job control, a group kill) must not reach the watchdog, which
+        // learns of its owner's death from the socket alone.
         let result = std::process::Command::new(path)
+            .process_group(0)
             .stdin(std::process::Stdio::from(socket.try_clone()?))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -373,8 +429,15 @@ fn lost_if_pipe(e: io::Error) -> Error {
 }
 
 enum Start {
-    Started { machine: Box<ChildMachine> },
-    Failed { stage: SpawnStage, errno: i32 },
+    Started {
+        machine: Box<ChildMachine>,
+        /// The leader's pidfd, passed with `Started`.
+        leader_pidfd: Option<OwnedFd>,
+    },
+    Failed {
+        stage: SpawnStage,
+        errno: i32,
+    },
 }
 
 /// How long a shepherd may take to answer a spawn request. Far beyond any
@@ -391,6 +454,8 @@ fn await_start(
     let deadline = started_at + timeout;
     let mut machine = ChildMachine::new(started_at);
     let mut buf = [0u8; 512];
+    // Descriptors passed with the frames: the leader's pidfd with `Started`.
+    let mut passed: Vec<OwnedFd> = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut pfd = [rustix::event::PollFd::new(
@@ -412,12 +477,7 @@ fn await_start(
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(io::Error::from(e).into()),
         }
-        let n = loop {
-            match rustix::io::read(sock, &mut buf) {
-                Err(rustix::io::Errno::INTR) => continue,
-                other => break other.map_err(io::Error::from).map_err(lost_if_pipe)?,
-            }
-        };
+        let n = socket::recvmsg_with_fds(sock, &mut buf, &mut passed).map_err(lost_if_pipe)?;
         if n == 0 {
             return Err(ShepherdError::Lost.into());
         }
@@ -428,6 +488,7 @@ fn await_start(
             Some(Event::Started { .. }) => {
                 return Ok(Start::Started {
                     machine: Box::new(machine),
+                    leader_pidfd: passed.into_iter().next(),
                 })
             }
             Some(Event::SpawnFailed { stage, errno }) => return Ok(Start::Failed { stage, errno }),
@@ -517,7 +578,7 @@ mod tests {
             std::path::Path::new("/x"),
             Duration::from_secs(5),
         ) {
-            Ok(Start::Started { machine }) => assert_eq!(machine.pid(), Some(42)),
+            Ok(Start::Started { machine, .. }) => assert_eq!(machine.pid(), Some(42)),
             _ => panic!("expected Started"),
         }
     }

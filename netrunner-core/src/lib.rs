@@ -4,7 +4,8 @@
 //! and its validation, finding and launching the shepherd ([`launch`]), the
 //! per-child state machine ([`machine`], sans-IO), output collection under a
 //! cap ([`collect`]), statistics, exit statuses, errors, and reaping of
-//! shepherds nobody waits for ([`reaper`]).
+//! shepherds nobody waits for ([`reaper`]), and the library's own hold on a
+//! command's tree for when its shepherd dies ([`tree`]).
 //!
 //! Front ends (`netrunner-blocking`, `netrunner-tokio`) own the I/O: they
 //! wait for readiness on the descriptors in [`launch::Launched`], feed what
@@ -25,6 +26,7 @@ pub mod runtime;
 pub mod shepherd_exe;
 pub mod spare;
 pub mod stats;
+pub mod tree;
 
 pub use command::{Command, FrontEnd, Stdio, StdioMode};
 pub use error::{Error, ShepherdError};

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::machine::{ChildMachine, Event, ExitInfo};
 use crate::stats::IoCounters;
+use crate::tree::TreeHandles;
 use crate::{reaper, Error, ExitStatus, ShepherdError, Stats};
 
 /// `read(2)` on the shepherd socket; 0 is end of stream.
@@ -43,17 +44,20 @@ pub struct LinkState {
     shepherd: Option<std::process::Child>,
     unsent: Vec<u8>,
     lost: Option<ShepherdError>,
+    tree: TreeHandles,
 }
 
 impl LinkState {
-    /// State for a freshly launched child.
-    pub fn new(machine: ChildMachine, shepherd: std::process::Child) -> Self {
+    /// State for a freshly launched child, with the library's own handles
+    /// on its tree (see [`crate::tree`]).
+    pub fn new(machine: ChildMachine, shepherd: std::process::Child, tree: TreeHandles) -> Self {
         let mut state = LinkState {
             machine,
             counters: Arc::new(IoCounters::default()),
             shepherd: Some(shepherd),
             unsent: Vec::new(),
             lost: None,
+            tree,
         };
         // The exit report may have arrived with `Started`.
         state.process_events();
@@ -96,11 +100,14 @@ impl LinkState {
     }
 
     /// Acts on what the machine learnt: reaps a shepherd that reported the
-    /// exit, records a lost one.
+    /// exit; records a lost one and takes its tree down.
     fn process_events(&mut self) {
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Exited(_) => {
+                    // The shepherd gave the terminal back before reporting;
+                    // this only covers a command whose group kept it.
+                    self.tree.give_back_terminal();
                     // It exits right after reporting. Reap it now if it is
                     // already gone, else in the background: the caller never
                     // waits for a shepherd's own teardown.
@@ -108,7 +115,12 @@ impl LinkState {
                         reaper::reap(shepherd);
                     }
                 }
-                Event::Lost(e) => self.lost = Some(e),
+                Event::Lost(e) => {
+                    // The shepherd vanished (EOF) or broke the protocol:
+                    // either way it will not take the tree down; we do.
+                    self.tree.take_down();
+                    self.lost = Some(e);
+                }
                 Event::Started { .. } | Event::SpawnFailed { .. } => {}
             }
         }
@@ -147,8 +159,15 @@ impl LinkState {
 }
 
 impl Drop for LinkState {
+    /// The shepherd takes the tree down once our socket closes; the owner's
+    /// terminal is taken back now, not after the tree's grace period. A
+    /// shepherd that already died unnoticed leaves the tree to us.
     fn drop(&mut self) {
-        if let Some(shepherd) = self.shepherd.take() {
+        self.tree.give_back_terminal();
+        if let Some(mut shepherd) = self.shepherd.take() {
+            if !self.machine.is_finished() && matches!(shepherd.try_wait(), Ok(Some(_))) {
+                self.tree.take_down();
+            }
             reaper::reap(shepherd);
         }
     }
@@ -223,7 +242,7 @@ mod tests {
         machine.handle_bytes(Instant::now(), &bytes);
         // The launch takes only `Started`, as `await_start` does.
         assert!(matches!(machine.poll_event(), Some(Event::Started { .. })));
-        let state = LinkState::new(machine, child);
+        let state = LinkState::new(machine, child, TreeHandles::default());
         assert!(state.status().unwrap().unwrap().success());
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),

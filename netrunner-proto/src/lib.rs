@@ -14,7 +14,7 @@
 use static_assertions::const_assert;
 
 /// Version of this wire format; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Bytes in a frame header (the payload length).
 pub const HEADER_LEN: usize = 4;
@@ -125,6 +125,20 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
+/// The owner's terminal, to be handed to the command for its run.
+///
+/// Sent when one of the command's standard streams is the owner's
+/// controlling terminal and the owner's process group is its foreground
+/// group: the command's group takes the foreground (as a job-control shell
+/// gives it to a job) and the owner's gets it back when the command exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Foreground {
+    /// Which standard stream (0, 1 or 2) is the terminal.
+    pub stdio: u8,
+    /// The owner's process group, which is in the foreground now.
+    pub owner_pgid: u32,
+}
+
 /// Everything the shepherd needs to start the child.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnRequest {
@@ -152,6 +166,8 @@ pub struct SpawnRequest {
     pub rlimits: Vec<Rlimit>,
     /// File mode creation mask to set in the child before exec.
     pub umask: Option<u32>,
+    /// The owner's terminal to hand to the command, if any.
+    pub foreground: Option<Foreground>,
 }
 
 /// Which processes a signal goes to.
@@ -318,6 +334,11 @@ pub enum FromShepherd {
         version: u16,
     },
     /// The child exec'd successfully.
+    ///
+    /// Where the shepherd could open one, a pidfd of the child travels with
+    /// this frame as `SCM_RIGHTS` (opened while the child was the
+    /// shepherd's unreaped child, so it names the right process): the
+    /// library takes the tree down through it if the shepherd dies.
     Started {
         /// The child's pid.
         pid: u32,
@@ -602,6 +623,14 @@ impl Encode for ToShepherd {
                     w.u64(l.hard);
                 }
                 w.opt_u64(req.umask.map(u64::from));
+                match req.foreground {
+                    None => w.u8(0),
+                    Some(f) => {
+                        w.u8(1);
+                        w.u8(f.stdio);
+                        w.u32(f.owner_pgid);
+                    }
+                }
                 w.finish();
             }
             ToShepherd::Signal { signal, target } => {
@@ -693,8 +722,19 @@ impl Decode for ToShepherd {
                     Some(m) if m <= 0o777 => Some(m as u32),
                     Some(_) => return Err(DecodeError::InvalidValue("umask")),
                 };
+                let foreground = if r.bool("foreground present")? {
+                    let stdio = r.u8("foreground stdio")?;
+                    let owner_pgid = r.u32("foreground owner")?;
+                    if stdio > 2 || owner_pgid == 0 || owner_pgid > i32::MAX as u32 {
+                        return Err(DecodeError::InvalidValue("foreground"));
+                    }
+                    Some(Foreground { stdio, owner_pgid })
+                } else {
+                    None
+                };
                 ToShepherd::Spawn(Box::new(SpawnRequest {
                     umask,
+                    foreground,
                     program,
                     argv,
                     env,
@@ -964,6 +1004,10 @@ mod tests {
                 hard: u64::MAX,
             }],
             umask: Some(0o027),
+            foreground: Some(Foreground {
+                stdio: 2,
+                owner_pgid: 4321,
+            }),
         }
     }
 
@@ -980,6 +1024,7 @@ mod tests {
                 cgroup: None,
                 rlimits: vec![],
                 umask: None,
+                foreground: None,
                 argv: vec![],
                 env: vec![],
                 isolation: Isolation::ProcessGroup,

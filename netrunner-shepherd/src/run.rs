@@ -5,8 +5,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use netrunner_proto::{
-    Encode, FrameDecoder, FromShepherd, SignalTarget, SpawnRequest, SpawnStage, StdioSpec,
-    ToShepherd, WireStatus, PROTOCOL_VERSION,
+    Encode, FrameDecoder, FromShepherd, Isolation, SignalTarget, SpawnRequest, SpawnStage,
+    StdioSpec, ToShepherd, WireStatus, PROTOCOL_VERSION,
 };
 use netrunner_sys::process::{self, ExecPlan, Pid};
 use netrunner_sys::signalfd::SignalFd;
@@ -38,13 +38,23 @@ struct Link {
 
 impl Link {
     fn send(&mut self, msg: &FromShepherd) {
+        self.send_with_fds(msg, &[]);
+    }
+
+    /// Sends `msg` with `fds` attached to its first byte.
+    fn send_with_fds(&mut self, msg: &FromShepherd, fds: &[BorrowedFd<'_>]) {
         if self.closed {
             return;
         }
         let frame = msg.to_frame();
         let mut sent = 0;
         while sent < frame.len() {
-            match socket::send(self.sock.as_fd(), &frame[sent..]) {
+            let result = if sent == 0 && !fds.is_empty() {
+                socket::sendmsg_with_fds(self.sock.as_fd(), &frame, fds)
+            } else {
+                socket::send(self.sock.as_fd(), &frame[sent..])
+            };
+            match result {
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The owner is not reading; wait for room rather than
@@ -87,7 +97,17 @@ impl Link {
     }
 }
 
+/// Signals the shepherd acts on: SIGCHLD for its child, and the
+/// terminating ones, which make it escalate rather than die and orphan the
+/// tree. They reach it only when aimed at it: it runs in a process group of
+/// its own, so nothing sent to its owner's group (job control, a CI runner's
+/// group kill, a terminal's SIGHUP or Ctrl-C) is meant for it.
+const HANDLED_SIGNALS: [Signal; 4] = [Signal::CHILD, Signal::TERM, Signal::INT, Signal::HUP];
+
 fn run() -> io::Result<()> {
+    // First thing: no stray signal may end us before the tree is down. We
+    // learn of the owner's death from the socket only.
+    netrunner_sys::signal::ignore_fatal_signals(&HANDLED_SIGNALS)?;
     // Nothing above fd 2 belongs to us except what the owner leaked by
     // mistake; close it so no pipe of theirs is held open by us or our child.
     fd::close_inherited_fds(3)?;
@@ -97,6 +117,7 @@ fn run() -> io::Result<()> {
     // descriptor we receive is numbered >= 3 (see `fork_exec`).
     let null = fd::open_dev_null()?;
     rustix::stdio::dup2_stdin(&null)?;
+    let mut signals = SignalFd::block_and_open(&HANDLED_SIGNALS)?;
 
     let mut link = Link {
         sock,
@@ -110,8 +131,6 @@ fn run() -> io::Result<()> {
 
     #[cfg(target_os = "linux")]
     process::set_child_subreaper()?;
-    let mut signals =
-        SignalFd::block_and_open(&[Signal::CHILD, Signal::TERM, Signal::INT, Signal::HUP])?;
 
     let request = loop {
         let mut pfd = [PollFd::new(&link.sock, PollFlags::IN)];
@@ -128,7 +147,11 @@ fn run() -> io::Result<()> {
         }
     };
 
-    let (leader, cgroup) = match start_child(&request, &link.fds, &null) {
+    let Launched {
+        leader,
+        cgroup,
+        terminal,
+    } = match start_child(&request, &link.fds, &null) {
         Ok(started) => started,
         Err(failure) => {
             link.send(&FromShepherd::SpawnFailed {
@@ -150,9 +173,21 @@ fn run() -> io::Result<()> {
     // owner's act and lets EOF on stdout mean the child's side is done.
     link.fds.clear();
     drop(null);
-    link.send(&FromShepherd::Started {
-        pid: leader.as_raw_nonzero().get() as u32,
-    });
+    // Opened while the leader is our unreaped child, so it names the right
+    // process; the owner takes the tree down through it if we die.
+    #[cfg(target_os = "linux")]
+    let leader_pidfd = process::pidfd_open(leader).ok();
+    #[cfg(not(target_os = "linux"))]
+    let leader_pidfd: Option<OwnedFd> = None;
+    let pidfds: Vec<BorrowedFd<'_>> = leader_pidfd.iter().map(|fd| fd.as_fd()).collect();
+    link.send_with_fds(
+        &FromShepherd::Started {
+            pid: leader.as_raw_nonzero().get() as u32,
+        },
+        &pidfds,
+    );
+    drop(pidfds);
+    drop(leader_pidfd);
     fd::set_nonblocking(link.sock.as_fd(), true)?;
 
     let mut watchdog = Watchdog::new(
@@ -165,6 +200,8 @@ fn run() -> io::Result<()> {
         exited: None,
         cgroup,
         finished: false,
+        terminal,
+        terminated: Vec::new(),
     };
     if link.closed {
         watchdog.handle_terminate(Instant::now(), Cause::OwnerGone);
@@ -178,10 +215,23 @@ fn run() -> io::Result<()> {
         // child or the tree is being taken down.
         if tree.exited.is_none() {
             tree.exited = process::waitid_peek(leader)?;
+            if tree.exited.is_some() && !link.closed {
+                // The job is over: its owner gets the terminal back, as
+                // from a shell. (An owner that died has a parent, usually
+                // that shell, which takes it back itself.)
+                tree.give_back_terminal();
+            }
         }
         let others = if child_event || tree.exited.is_some() || watchdog.escalating() {
             child_event = false;
-            tree.sweep(watchdog.killing().then_some(Signal::KILL))
+            let newcomers = if watchdog.killing() {
+                Some(Signal::KILL)
+            } else if watchdog.escalating() {
+                Some(Signal::TERM)
+            } else {
+                None
+            };
+            tree.sweep(newcomers)
         } else {
             0
         };
@@ -193,10 +243,15 @@ fn run() -> io::Result<()> {
             watchdog.handle_terminate(Instant::now(), Cause::LeaderExited);
         }
         while let Some(action) = watchdog.poll_action() {
-            tree.signal_all(match action {
-                Action::Terminate => Signal::TERM,
-                Action::Kill => Signal::KILL,
-            });
+            match action {
+                // SIGCONT right behind SIGTERM: a stopped process would
+                // otherwise sleep through its whole grace period.
+                Action::Terminate => {
+                    tree.signal_all(Signal::TERM);
+                    tree.signal_all(Signal::CONT);
+                }
+                Action::Kill => tree.signal_all(Signal::KILL),
+            }
         }
 
         let timeout = watchdog
@@ -254,6 +309,9 @@ fn run() -> io::Result<()> {
     }
 
     // Only the leader's zombie is left: reap it, which unpins its pid.
+    if !link.closed {
+        tree.give_back_terminal();
+    }
     tree.finished = true;
     let status = process::waitid_blocking(leader)?;
     drop(pty_slave);
@@ -273,11 +331,19 @@ fn run() -> io::Result<()> {
     Ok(())
 }
 
+/// What [`start_child`] started and what the rest of the run needs of it.
+struct Launched {
+    leader: Pid,
+    cgroup: Option<Cgroup>,
+    /// The owner's terminal, now the command's, and the owner's group.
+    terminal: Option<(OwnedFd, Pid)>,
+}
+
 fn start_child(
     req: &SpawnRequest,
     passed: &[OwnedFd],
     null: &OwnedFd,
-) -> Result<(Pid, Option<Cgroup>), process::SpawnFailure> {
+) -> Result<Launched, process::SpawnFailure> {
     let request_error = |errno| process::SpawnFailure {
         stage: SpawnStage::Request,
         errno,
@@ -305,6 +371,26 @@ fn start_child(
     } else {
         plan
     };
+    // The owner's terminal: keep a descriptor of it to give it back later.
+    let terminal = match req.foreground {
+        Some(f) if req.isolation == Isolation::ProcessGroup => {
+            let owner = Pid::from_raw(f.owner_pgid as i32)
+                .ok_or_else(|| request_error(rustix::io::Errno::INVAL.raw_os_error()))?;
+            let tty = stdio[usize::from(f.stdio).min(2)];
+            let kept = fd::fcntl_dupfd_cloexec(tty, 3).map_err(|e| {
+                request_error(
+                    e.raw_os_error()
+                        .unwrap_or(rustix::io::Errno::BADF.raw_os_error()),
+                )
+            })?;
+            Some((usize::from(f.stdio), kept, owner))
+        }
+        _ => None,
+    };
+    let plan = match &terminal {
+        Some((index, _, owner)) => plan.with_foreground(*index, *owner),
+        None => plan,
+    };
     let cgroup = match &req.cgroup {
         None => None,
         Some(spec) => Some(Cgroup::create(spec).map_err(|e| {
@@ -321,7 +407,11 @@ fn start_child(
         None => plan,
     };
     match process::fork_exec(&plan, stdio) {
-        Ok(pid) => Ok((pid, cgroup)),
+        Ok(leader) => Ok(Launched {
+            leader,
+            cgroup,
+            terminal: terminal.map(|(_, tty, owner)| (tty, owner)),
+        }),
         Err(failure) => {
             if let Some(c) = cgroup {
                 let _ = c.remove();
@@ -342,6 +432,12 @@ struct Tree {
     exited: Option<WireStatus>,
     /// The event loop reached its normal end: nothing of the tree is left.
     finished: bool,
+    /// The owner's terminal while the command's group holds its foreground,
+    /// and the owner's group to give it back to.
+    terminal: Option<(OwnedFd, Pid)>,
+    /// Adopted descendants already sent SIGTERM (and SIGCONT) in this
+    /// grace period: one SIGTERM each, as a second one often means "now".
+    terminated: Vec<Pid>,
 }
 
 impl Drop for Tree {
@@ -352,6 +448,7 @@ impl Drop for Tree {
         if self.finished {
             return;
         }
+        self.give_back_terminal();
         self.signal_all(Signal::KILL);
         let _ = process::waitid_blocking(self.leader);
         self.sweep(Some(Signal::KILL));
@@ -370,21 +467,74 @@ impl Tree {
         };
     }
 
-    fn signal_all(&self, sig: Signal) {
+    /// Returns the terminal's foreground to the owner's group, if the
+    /// command's group still holds it (once).
+    fn give_back_terminal(&mut self) {
+        if let Some((tty, owner)) = self.terminal.take() {
+            netrunner_sys::terminal::hand_foreground(tty.as_fd(), self.leader, owner);
+        }
+    }
+
+    /// Sends `sig` to everything of the tree we can see: the process group,
+    /// the leader, the cgroup, every child of ours (adopted orphans), and
+    /// every deeper descendant — including those that left the group with
+    /// `setsid` while their parent still lives.
+    fn signal_all(&mut self, sig: Signal) {
         // Group and session isolation both make the leader's pid the pgid.
         self.signal(sig, SignalTarget::Group);
+        self.signal(sig, SignalTarget::Leader);
         if let Some(cgroup) = &self.cgroup {
             cgroup.signal_all(sig);
         }
-        self.sweep(Some(sig));
+        if sig == Signal::TERM {
+            // Everyone alive now gets it here; later sweeps only add newcomers.
+            self.terminated = process::child_pids().unwrap_or_default();
+        }
+        self.sweep_with(Some(sig), false);
+        self.signal_descendants(sig);
     }
+
+    /// Walks the tree below our children through `/proc` and signals every
+    /// process in it, each proven to be the process we found (see
+    /// [`process::signal_if_child_of`]). Our own children are left to
+    /// [`Tree::sweep`], which signals them by pid: they are unreaped, so
+    /// their pids cannot have been reused.
+    #[cfg(target_os = "linux")]
+    fn signal_descendants(&self, sig: Signal) {
+        let mut parents: Vec<Pid> = process::child_pids().unwrap_or_default();
+        // Bounded: a fork bomb refilling the tree while we walk must not
+        // keep us here; the next sweep goes on where this one stopped.
+        let mut budget = 100_000usize;
+        while let Some(parent) = parents.pop() {
+            for pid in process::children_of(parent) {
+                if budget == 0 {
+                    return;
+                }
+                budget -= 1;
+                if process::signal_if_child_of(pid, parent, sig) {
+                    parents.push(pid);
+                }
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn signal_descendants(&self, _sig: Signal) {}
 
     /// Reaps adopted descendants that have exited, signals the rest with
     /// `sig`, and returns how many (besides the leader) are still there.
     ///
+    /// SIGTERM goes only to children not yet sent one in this grace period,
+    /// followed by SIGCONT.
+    fn sweep(&mut self, sig: Option<Signal>) -> usize {
+        self.sweep_with(sig, true)
+    }
+
+    /// [`Tree::sweep`]; with `only_new`, SIGTERM skips those already sent one.
+    ///
     /// Each pid comes from our own children list and is unreaped when we
     /// signal it, so it cannot have been recycled.
-    fn sweep(&self, sig: Option<Signal>) -> usize {
+    fn sweep_with(&mut self, sig: Option<Signal>, only_new: bool) -> usize {
         loop {
             let Ok(children) = process::child_pids() else {
                 // Without a children list we cannot prove anything is left;
@@ -402,8 +552,17 @@ impl Tree {
                     continue;
                 }
                 alive += 1;
-                if let Some(sig) = sig {
-                    let _ = process::kill(pid, sig);
+                match sig {
+                    Some(Signal::TERM) if only_new && self.terminated.contains(&pid) => {}
+                    Some(Signal::TERM) if only_new => {
+                        self.terminated.push(pid);
+                        let _ = process::kill(pid, Signal::TERM);
+                        let _ = process::kill(pid, Signal::CONT);
+                    }
+                    Some(sig) => {
+                        let _ = process::kill(pid, sig);
+                    }
+                    None => {}
                 }
             }
             // Race: a child we just reaped had its own children re-parented

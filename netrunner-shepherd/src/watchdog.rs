@@ -14,9 +14,10 @@ pub const RESWEEP_INTERVAL: Duration = Duration::from_millis(50);
 /// What the event loop must do to the child's tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// SIGTERM the process group and every adopted descendant.
+    /// SIGTERM, then SIGCONT (a stopped process would sleep through its
+    /// grace period), to every process of the tree in sight.
     Terminate,
-    /// SIGKILL the process group and every adopted descendant.
+    /// SIGKILL every process of the tree in sight.
     Kill,
 }
 

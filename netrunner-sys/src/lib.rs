@@ -17,6 +17,7 @@ pub mod pty;
 pub mod signal;
 pub mod signalfd;
 pub mod socket;
+pub mod terminal;
 #[cfg(feature = "tokio")]
 pub mod tokio_fd;
 

@@ -37,6 +37,9 @@ pub struct ExecPlan<'a> {
     umask: Option<u32>,
     controlling_terminal: bool,
     cgroup_procs: Option<BorrowedFd<'a>>,
+    /// Standard stream that is the owner's terminal, and the owner's
+    /// (foreground) process group: the child's group takes the foreground.
+    foreground: Option<(usize, Pid)>,
 }
 
 /// A byte string given to [`ExecPlan::new`] contained a NUL byte.
@@ -82,6 +85,7 @@ impl<'a> ExecPlan<'a> {
             umask: None,
             controlling_terminal: false,
             cgroup_procs: None,
+            foreground: None,
         })
     }
 
@@ -89,6 +93,20 @@ impl<'a> ExecPlan<'a> {
     /// `setsid` (so use it with [`Isolation::Session`]).
     pub fn with_controlling_terminal(mut self) -> Self {
         self.controlling_terminal = true;
+        self
+    }
+
+    /// Makes the child's new process group the foreground group of the
+    /// terminal on its standard stream `stdio` (0, 1 or 2), if `owner`'s
+    /// group is the foreground group when the child starts — as a
+    /// job-control shell does for the job it runs (use it with
+    /// [`Isolation::ProcessGroup`]). Both sides of the fork make the
+    /// handover, so the child owns the terminal before its first
+    /// instruction, whichever side runs first.
+    pub fn with_foreground(mut self, stdio: usize, owner: Pid) -> Self {
+        if stdio < 3 {
+            self.foreground = Some((stdio, owner));
+        }
         self
     }
 
@@ -222,6 +240,9 @@ pub fn fork_exec(plan: &ExecPlan<'_>, stdio: [BorrowedFd<'_>; 3]) -> Result<Pid,
                 // Also from this side, so the group exists whichever of us runs
                 // first. EACCES (the child already exec'd) and ESRCH are fine.
                 let _ = rustix::process::setpgid(Some(pid), Some(pid));
+                if let Some((index, owner)) = plan.foreground {
+                    crate::terminal::hand_foreground(stdio[index], owner, pid);
+                }
             }
             let mut report = [0u8; REPORT_LEN];
             let mut got = 0;
@@ -309,6 +330,29 @@ fn child_after_fork(
         };
         if let Err(e) = result {
             fail(SpawnStage::Stdio, errno(e));
+        }
+    }
+
+    if let Some((index, owner)) = plan.foreground {
+        let tty = match index {
+            0 => rustix::stdio::stdin(),
+            1 => rustix::stdio::stdout(),
+            _ => rustix::stdio::stderr(),
+        };
+        if rustix::termios::tcgetpgrp(tty) == Ok(owner) {
+            // We are in a background group until this call succeeds, so
+            // SIGTTOU must not stop us; the mask is reset before exec.
+            let mut ttou = nix::sys::signal::SigSet::empty();
+            ttou.add(nix::sys::signal::Signal::SIGTTOU);
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                Some(&ttou),
+                None,
+            );
+            // Best effort, like a shell's: failing leaves the command in the
+            // background, where its reads stop it, which is what it would
+            // get from a shell in the same spot.
+            let _ = rustix::termios::tcsetpgrp(tty, getpid());
         }
     }
 
@@ -561,6 +605,115 @@ pub fn pidfd_open(pid: Pid) -> io::Result<std::os::fd::OwnedFd> {
         pid,
         rustix::process::PidfdFlags::empty(),
     )?)
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signal exactly the process
+/// `pidfd` names, even if its pid number has been reused since.
+///
+/// # References
+/// - [`pidfd_send_signal(2)`](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
+#[cfg(target_os = "linux")]
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> io::Result<()> {
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig.to_rustix())?)
+}
+
+/// `PIDFD_SIGNAL_PROCESS_GROUP` (Linux 6.9+, `<linux/pidfd.h>`).
+#[cfg(target_os = "linux")]
+const PIDFD_SIGNAL_PROCESS_GROUP: libc::c_uint = 1 << 2;
+
+/// `pidfd_send_signal(pidfd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP)`: signal
+/// the process group that the process `pidfd` names leads.
+///
+/// The kernel resolves the group through the pidfd's own `struct pid`, not
+/// a number: it reaches the group's members even after its leader was
+/// reaped, and never a stranger's group that reused the number. `ESRCH`
+/// when no member is left; `EINVAL` on kernels older than 6.9, which lack
+/// the flag.
+///
+/// # References
+/// - [`pidfd_send_signal(2)`](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
+#[cfg(target_os = "linux")]
+pub fn pidfd_send_signal_group(pidfd: BorrowedFd<'_>, sig: Signal) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a
+    // `siginfo_t` pointer that may be NULL (then the kernel fills one in as
+    // `kill` would) and flags. `pidfd` is a live borrowed descriptor for the
+    // whole call and nothing is written to our memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd() as libc::c_long,
+            sig.as_raw() as libc::c_long,
+            std::ptr::null::<libc::siginfo_t>(),
+            PIDFD_SIGNAL_PROCESS_GROUP as libc::c_long,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Signals `pid`, a process found among the children of `parent` in
+/// `/proc`, only if it is provably still that process: a descendant of
+/// ours that is not our own child can be reaped by its parent and its number
+/// reused at any moment, so a bare `kill(pid)` could hit a stranger.
+///
+/// The proof: open a pidfd for `pid`, *then* read its parent from
+/// `/proc/<pid>/stat`, *then* check that the pidfd's process has not exited.
+/// A process that has not exited still holds its number, so the `/proc`
+/// read described the pidfd's process, and it was `parent`'s child. The
+/// signal then goes through the pidfd, which cannot be redirected. Returns
+/// whether the signal was sent.
+///
+/// # References
+/// - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html),
+///   [`proc_pid_stat(5)`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html)
+#[cfg(target_os = "linux")]
+pub fn signal_if_child_of(pid: Pid, parent: Pid, sig: Signal) -> bool {
+    let Ok(pidfd) = pidfd_open(pid) else {
+        return false;
+    };
+    if parent_pid_of(pid.as_raw_nonzero().get()).ok() != Some(parent.as_raw_nonzero().get()) {
+        return false;
+    }
+    let mut pfd = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut pfd, Some(&zero)) {
+        // Not readable: it has not exited.
+        Ok(0) => pidfd_send_signal(pidfd.as_fd(), sig).is_ok(),
+        _ => false,
+    }
+}
+
+/// The children of `pid`, from `/proc/<pid>/task/*/children` (every
+/// thread's); empty when `pid` is gone or the kernel lacks those files.
+///
+/// # References
+/// - [`proc_pid_task(5)`](https://man7.org/linux/man-pages/man5/proc_pid_task.5.html)
+pub fn children_of(pid: Pid) -> Vec<Pid> {
+    let mut pids = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", pid.as_raw_nonzero())) else {
+        return pids;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read(task.path().join("children")) {
+            pids.extend(
+                text.split(|b| b.is_ascii_whitespace())
+                    .filter_map(|w| std::str::from_utf8(w).ok()?.parse::<i32>().ok())
+                    .filter_map(Pid::from_raw),
+            );
+        }
+    }
+    pids.sort_unstable_by_key(|p| p.as_raw_nonzero());
+    pids.dedup();
+    pids
 }
 
 /// `getrusage(RUSAGE_CHILDREN)`: what every reaped descendant cost.

@@ -1,6 +1,7 @@
 //! The `Signal` type: every standard signal, by name and number.
 
 use std::fmt;
+use std::io;
 use std::str::FromStr;
 
 use nix::libc;
@@ -94,6 +95,68 @@ impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+impl Signal {
+    /// Whether the default action of this signal ends or stops the process
+    /// (everything but CHLD, CONT, URG and WINCH; KILL and STOP included).
+    pub const fn default_is_fatal_or_stop(self) -> bool {
+        !matches!(
+            self.0,
+            libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH
+        )
+    }
+}
+
+/// Sets every signal whose default action would end or stop this process
+/// to SIG_IGN — the standard ones and the real-time ones the C library does
+/// not reserve for itself — except those in `keep` (and KILL and STOP,
+/// which nothing can catch).
+///
+/// For a process that must live until it decides to exit: the signals it
+/// uses on purpose are in `keep` (and blocked for a signalfd); anything
+/// else a stray `kill` sends is dropped. A real fault (SIGSEGV from a bad
+/// access) still kills: the kernel resets an ignored fault signal to its
+/// default before delivering it. Dispositions set to SIG_IGN survive `fork`
+/// and `exec`, so a child must reset them (as `fork_exec` does).
+///
+/// # References
+/// - [`sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html),
+///   [`signal(7)`](https://man7.org/linux/man-pages/man7/signal.7.html)
+pub fn ignore_fatal_signals(keep: &[Signal]) -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for &sig in Signal::ALL {
+        if !sig.default_is_fatal_or_stop()
+            || keep.contains(&sig)
+            || sig == Signal::KILL
+            || sig == Signal::STOP
+        {
+            continue;
+        }
+        let nix_sig = nix::sys::signal::Signal::try_from(sig.0)?;
+        // SAFETY: SIG_IGN runs no code in signal context, so installing it
+        // cannot break any async-signal-safety rule; the previous action
+        // is not a handler we must keep (we return it to nobody).
+        unsafe { sigaction(nix_sig, &ignore) }?;
+    }
+    #[cfg(target_os = "linux")]
+    for raw in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+        // SAFETY: an all-zero `sigaction` is a valid value (empty mask, no
+        // flags); SA_SIGINFO is unset, so the handler field is read as
+        // `sa_handler` = SIG_IGN, which runs no code. The C library's own
+        // `sigaction` is used, so the struct layout is the one it expects,
+        // and SIGRTMIN() already excludes the signals it reserves.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = libc::SIG_IGN;
+            libc::sigaction(raw, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// A string that names no standard signal.

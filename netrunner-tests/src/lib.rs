@@ -40,6 +40,19 @@ pub fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
     }
 }
 
+/// Waits until no pid in `pids` is running (each is gone or a zombie), or
+/// `limit` passes. Returns the pids still running.
+pub fn wait_dead(pids: &[u32], limit: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Direct children of this process that are zombies.
 pub fn zombie_children() -> Vec<u32> {
     process::child_pids()
@@ -119,9 +132,18 @@ pub fn pids_in(text: &[u8]) -> Vec<u32> {
 pub const STUBBORN_TREE: &str =
     "sleep 1000 & echo $!; sleep 1000 & echo $!; trap '' TERM; sleep 1000 & echo $!; echo $$; wait";
 
-/// A shell script whose child escapes into its own session with `setsid`.
-/// Prints the escaped sleep's pid and the shell's.
-pub const ESCAPING_TREE: &str = "setsid sleep 1000 & echo $!; echo $$; wait";
+/// A shell script with two escapees: a child that moves into its own
+/// session with `setsid` while the shell lives, and a double fork (a
+/// subshell starts a `setsid sleep` and exits, so the sleep re-parents to
+/// the shepherd). Prints both sleeps' pids and the shell's.
+pub const ESCAPING_TREE: &str =
+    "setsid sleep 1000 & echo $!; (setsid sleep 1000 & echo $!); echo $$; wait";
+
+/// Both trees, with the number of pids each prints.
+pub const TREES: [(&str, usize); 2] = [(STUBBORN_TREE, 4), (ESCAPING_TREE, 3)];
+
+/// How many pids [`TREES`] print in all.
+pub const TREES_PIDS: usize = TREES[0].1 + TREES[1].1;
 
 /// The next item of a stream, without pulling in a combinator crate.
 pub async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
@@ -174,7 +196,7 @@ pub fn raise_fd_limit() -> u64 {
 /// Runs the `hold-tree` helper at `helper` in `mode`, SIGKILLs it once its
 /// trees are up, and returns the pids of those trees still present after
 /// `grace` + 2 s (empty when the guarantee holds). Panics if the helper
-/// does not report six live pids.
+/// does not report [`TREES_PIDS`] live pids.
 pub fn owner_death_leftovers(helper: &str, mode: &str, grace: Duration) -> Vec<u32> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(helper)
@@ -195,8 +217,8 @@ pub fn owner_death_leftovers(helper: &str, mode: &str, grace: Duration) -> Vec<u
     guard.add(pids.clone());
     assert_eq!(
         pids.len(),
-        6,
-        "three sleeps + sh, setsid sleep + sh: {pids:?}"
+        TREES_PIDS,
+        "three sleeps + sh, two setsid sleeps + sh: {pids:?}"
     );
     assert!(
         pids.iter().all(|&p| alive(p)),
@@ -246,4 +268,146 @@ pub fn assert_back_to_baseline(baseline: usize, limit: Duration) {
         open_fds(),
         zombie_children()
     );
+}
+
+/// Starts `owners` owner processes from `make` (each in a process group of
+/// its own, stdout piped), reads `pids_each` pids from each (other lines,
+/// such as `ready`, are skipped), sends `sig` to every owner's whole
+/// process group at once — what job control, a CI runner or a supervisor
+/// does — and returns the pids still present after `limit`.
+///
+/// Every owner is reaped before this returns, and whatever is left is
+/// SIGKILLed when the returned guard is dropped.
+pub fn group_kill_leftovers(
+    make: impl Fn() -> std::process::Command,
+    owners: usize,
+    pids_each: usize,
+    sig: Signal,
+    limit: Duration,
+) -> (Vec<u32>, KillOnDrop) {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut guard = KillOnDrop::new("sleep");
+    let mut started = Vec::new();
+    for _ in 0..owners {
+        let mut cmd = make();
+        cmd.process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("start an owner");
+        let stdout = child.stdout.take().expect("piped");
+        started.push((child, std::io::BufReader::new(stdout)));
+    }
+    let mut all = Vec::new();
+    for (_, out) in &mut started {
+        let mut pids = Vec::new();
+        while pids.len() < pids_each {
+            let mut line = String::new();
+            let n = out.read_line(&mut line).expect("owner output");
+            assert!(n > 0, "an owner ended before its tree was up: {pids:?}");
+            pids.extend(line.trim().parse::<u32>().ok());
+        }
+        guard.add(pids.clone());
+        all.extend(pids);
+    }
+    assert!(
+        all.iter().all(|&p| alive(p)),
+        "all running before the group kill"
+    );
+    for (child, _) in &started {
+        let pgid = Pid::from_raw(child.id() as i32).expect("a pid");
+        process::kill_process_group(pgid, sig).expect("signal the owner's group");
+    }
+    let left = wait_gone(&all, limit);
+    for (mut child, _) in started {
+        // Owners that handle the signal (the CLI forwards TERM, INT and
+        // HUP) exit once their tree is gone; the rest died at once.
+        let reaped = eventually(limit + Duration::from_secs(5), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !reaped {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    (left, guard)
+}
+
+/// A shell script running as the session leader of a pseudo-terminal, the
+/// way a login shell owns its terminal: for tests of commands that share
+/// their owner's terminal. The test types into it and reads what it shows.
+pub struct TtySession {
+    child: netrunner_blocking::Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl TtySession {
+    /// Starts `sh -c script sh args...` on a new pty (echo off), as the
+    /// leader of its session with the pty as controlling terminal.
+    pub fn start(script: &str, args: &[&str]) -> Self {
+        use std::io::Read;
+        let mut child = netrunner_blocking::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(args)
+            .pty(true)
+            .pty_echo(false)
+            .kill_timeout(Duration::from_millis(200))
+            .spawn()
+            .expect("start a shell on a pty");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut out = child.stdout.take().expect("the pty's output");
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        TtySession { child, seen }
+    }
+
+    /// The shell's pid.
+    pub fn shell(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Types `bytes` at the terminal.
+    pub fn type_in(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("the pty's input");
+        stdin.write_all(bytes).expect("type at the terminal");
+    }
+
+    /// Everything the terminal showed so far.
+    pub fn transcript(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the terminal has shown `needle`; panics with the
+    /// transcript after `limit`.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> String {
+        let shown = eventually(limit, || self.transcript().contains(needle));
+        let text = self.transcript();
+        assert!(shown, "never saw {needle:?} on the terminal: {text:?}");
+        text
+    }
+
+    /// Whether `pid`'s process group is its terminal's foreground group
+    /// (fields `pgrp` and `tpgid` of `/proc/<pid>/stat`).
+    pub fn in_foreground(pid: u32) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // state ppid pgrp session tty_nr tpgid
+        fields.len() > 5 && fields[2] == fields[5]
+    }
 }

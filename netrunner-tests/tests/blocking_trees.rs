@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use netrunner_blocking::{Command, Stdio};
-use netrunner_tests::{pids_in, wait_gone, KillOnDrop, ESCAPING_TREE, STUBBORN_TREE};
+use netrunner_tests::{pids_in, wait_gone, KillOnDrop, STUBBORN_TREE};
 
 const GRACE: Duration = Duration::from_millis(500);
 
@@ -34,7 +34,7 @@ fn owner_killed_with_sigkill_takes_every_descendant_along() {
 fn dropping_a_child_kills_its_tree_including_setsid_escapees() {
     let mut guard = KillOnDrop::new("sleep");
     let mut all = Vec::new();
-    for (script, n) in [(STUBBORN_TREE, 4), (ESCAPING_TREE, 2)] {
+    for (script, n) in netrunner_tests::TREES {
         let mut child = Command::new("sh")
             .args(["-c", script])
             .stdout(Stdio::piped())

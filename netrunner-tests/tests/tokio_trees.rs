@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use netrunner_tests::{
-    next, on_both_runtimes, pids_in, wait_gone, KillOnDrop, ESCAPING_TREE, STUBBORN_TREE,
-};
+use netrunner_tests::{next, on_both_runtimes, pids_in, wait_gone, KillOnDrop, STUBBORN_TREE};
 use netrunner_tokio::{Command, Stdio};
 use tokio::io::AsyncReadExt;
 
@@ -34,7 +32,7 @@ fn dropping_a_child_kills_its_tree() {
     on_both_runtimes(|| async {
         let mut guard = KillOnDrop::new("sleep");
         let mut all = Vec::new();
-        for (script, n) in [(STUBBORN_TREE, 4), (ESCAPING_TREE, 2)] {
+        for (script, n) in netrunner_tests::TREES {
             let mut child = Command::new("sh")
                 .args(["-c", script])
                 .stdout(Stdio::piped())

@@ -8,9 +8,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use netrunner_tests::{ESCAPING_TREE, STUBBORN_TREE};
-
-const TREES: [(&str, usize); 2] = [(STUBBORN_TREE, 4), (ESCAPING_TREE, 2)];
+use netrunner_tests::TREES;
 
 fn report(pids: &[u8]) {
     let mut out = std::io::stdout().lock();
