@@ -96,6 +96,7 @@ pub struct Command<F> {
     pub(crate) kill_timeout: Duration,
     pub(crate) shepherd_path: Option<PathBuf>,
     pub(crate) pty: Option<PtyConfig>,
+    pub(crate) foreground: bool,
     pub(crate) cgroup: crate::cgroup::CgroupConfig,
     front: PhantomData<fn() -> F>,
 }
@@ -137,6 +138,7 @@ impl<F> Clone for Command<F> {
             kill_timeout: self.kill_timeout,
             shepherd_path: self.shepherd_path.clone(),
             pty: self.pty,
+            foreground: self.foreground,
             cgroup: self.cgroup.clone(),
             front: PhantomData,
         }
@@ -175,6 +177,7 @@ impl<F> Command<F> {
             kill_timeout: DEFAULT_KILL_TIMEOUT,
             shepherd_path: None,
             pty: None,
+            foreground: true,
             cgroup: crate::cgroup::CgroupConfig::default(),
             front: PhantomData,
         }
@@ -305,6 +308,21 @@ impl<F> Command<F> {
     /// terminal would have it, unless [`Command::pty_echo`] turns it off.
     pub fn pty(&mut self, enabled: bool) -> &mut Self {
         self.pty = enabled.then(|| self.pty.unwrap_or_default());
+        self
+    }
+
+    /// Whether the command takes the terminal's foreground for its run when
+    /// one of its standard streams is inherited from this process's
+    /// controlling terminal and this process is in the foreground (default
+    /// `true`, as a job-control shell does for the job it runs: the command
+    /// can read the terminal, and Ctrl-C typed there reaches it, not you).
+    ///
+    /// Turn it off for commands that never read the terminal and run side
+    /// by side (compilers in a build): the terminal then stays yours, and
+    /// Ctrl-C keeps reaching your program. A command in the background that
+    /// reads the terminal is stopped by SIGTTIN, as under a shell.
+    pub fn foreground(&mut self, take: bool) -> &mut Self {
+        self.foreground = take;
         self
     }
 

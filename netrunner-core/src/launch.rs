@@ -200,8 +200,8 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
     // A stream inherited from the owner's terminal while the owner is in
     // the foreground: the command gets the foreground for its run.
     let lent_terminal = match cmd.pty {
-        Some(_) => None,
-        None => foreground_terminal(&plan)?,
+        None if cmd.foreground => foreground_terminal(&plan)?,
+        _ => None,
     };
     // The shepherd may be a spare started before this spawn: state what
     // the child must inherit as it is now.

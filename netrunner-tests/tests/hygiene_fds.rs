@@ -7,12 +7,19 @@ use netrunner_tests::{eventually, open_fds, zombie_children};
 
 #[test]
 fn three_hundred_cycles_leak_nothing() {
-    // The first spawn creates the process-wide shepherd memfd and the
-    // orphan reaper; those are one-time, so measure after it.
+    // The first spawn creates the process-wide shepherd memfd; a child
+    // dropped while running starts the orphan reaper (which a busy machine
+    // would otherwise start during the loop, for a shepherd slow to exit
+    // after its report). Both are one-time, so measure after them.
     Command::new("true").status().unwrap();
+    drop(
+        Command::new("sleep")
+            .arg("100")
+            .kill_timeout(Duration::ZERO)
+            .spawn()
+            .unwrap(),
+    );
     assert!(eventually(Duration::from_secs(2), || zombie_children().is_empty()));
-    // One-time state (the memfd, and the reaper if anything was handed to
-    // it) settles before measuring.
     assert!(netrunner_tests::settle());
     let baseline = open_fds();
 

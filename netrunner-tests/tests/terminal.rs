@@ -110,3 +110,17 @@ fn dropping_the_child_gives_the_terminal_back_at_once() {
     tty.type_in(b"ok\n");
     tty.wait_for("after=ok", LIMIT);
 }
+
+#[test]
+fn foreground_false_keeps_the_terminal_with_the_owner() {
+    let mut tty = TtySession::start(
+        "\"$1\" --keep-terminal sh -c \"$2\"; read y; echo \"after=$y\"",
+        &[env!("CARGO_BIN_EXE_tty-owner"), REPORT_GROUPS],
+    );
+    let text = tty.wait_for("status=", LIMIT);
+    let (pgrp, tpgid) = groups_line(&text);
+    assert_ne!(pgrp, tpgid, "the command stayed in the background");
+    assert!(text.contains("status=0 fg=true"), "{text:?}");
+    tty.type_in(b"ok\n");
+    tty.wait_for("after=ok", LIMIT);
+}

@@ -6,6 +6,8 @@
 //! `status=CODE` or `status=signal N`, then `fg=true|false`.
 //! `tty-owner --drop-after MS PROGRAM [ARGS...]` spawns it, drops the
 //! `Child` after MS milliseconds and prints `dropped fg=true|false` at once.
+//! `tty-owner --keep-terminal PROGRAM [ARGS...]` runs it with
+//! `foreground(false)`.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -27,9 +29,15 @@ fn main() {
     } else {
         None
     };
+    let keep_terminal = args.peek().map(String::as_str) == Some("--keep-terminal");
+    if keep_terminal {
+        args.next();
+    }
     let program = args.next().expect("a program to run");
     let mut cmd = netrunner_blocking::Command::new(program);
-    cmd.args(args).kill_timeout(Duration::from_secs(3));
+    cmd.args(args)
+        .kill_timeout(Duration::from_secs(3))
+        .foreground(!keep_terminal);
     if let Some(after) = drop_after {
         let child = cmd.spawn().expect("spawn the command");
         std::thread::sleep(after);
