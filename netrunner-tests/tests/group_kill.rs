@@ -70,3 +70,38 @@ fn tokio_owners_killed_by_group_sigquit() {
 fn tokio_owners_killed_by_group_sighup() {
     owners_killed_by_group_signal("tokio", Signal::HUP);
 }
+
+#[test]
+fn a_sighup_to_the_group_of_a_nohup_owner_leaves_its_commands_running() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    // The owner ignores SIGHUP (nohup), so a hangup must not end its
+    // commands behind its back: the shepherd is not in the owner's group.
+    let mut owner = std::process::Command::new("nohup")
+        .args([env!("CARGO_BIN_EXE_hold-tree"), "blocking", "300"])
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start nohup hold-tree");
+    let mut guard = netrunner_tests::KillOnDrop::new("sleep");
+    let mut lines = std::io::BufReader::new(owner.stdout.take().unwrap()).lines();
+    let mut pids = Vec::new();
+    while pids.len() < TREES_PIDS {
+        let line = lines.next().expect("hold-tree output").unwrap();
+        pids.extend(line.trim().parse::<u32>().ok());
+    }
+    guard.add(pids.clone());
+    let pgid = netrunner_sys::process::Pid::from_raw(owner.id() as i32).unwrap();
+    netrunner_sys::process::kill_process_group(pgid, Signal::HUP).unwrap();
+    std::thread::sleep(GRACE + Duration::from_millis(700));
+    assert_eq!(owner.try_wait().unwrap(), None, "the owner ignored SIGHUP");
+    let running = pids.iter().filter(|&&p| netrunner_tests::alive(p)).count();
+    assert_eq!(running, TREES_PIDS, "every command survived the hangup");
+    // Its death still takes them along.
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let left = netrunner_tests::wait_gone(&pids, GRACE + Duration::from_secs(2));
+    assert!(left.is_empty(), "{left:?}");
+}
