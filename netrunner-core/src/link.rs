@@ -105,9 +105,6 @@ impl LinkState {
         while let Some(event) = self.machine.poll_event() {
             match event {
                 Event::Exited(_) => {
-                    // The shepherd gave the terminal back before reporting;
-                    // this only covers a command whose group kept it.
-                    self.tree.give_back_terminal();
                     // It exits right after reporting. Reap it now if it is
                     // already gone, else in the background: the caller never
                     // waits for a shepherd's own teardown.

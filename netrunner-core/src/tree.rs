@@ -27,12 +27,14 @@
 //! reach: run such commands in a cgroup.
 //!
 //! It also holds the owner's terminal while the command's group is its
-//! foreground group, and gives it back on every way out: exit report, lost
-//! shepherd, drop.
+//! foreground group. The shepherd gives it back when the command exits,
+//! before it reports; the library takes it back itself on the ways out the
+//! shepherd does not see in time: a drop (at once, not after the grace
+//! period) and a lost shepherd.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netrunner_sys::process::{self, Pid};
 use netrunner_sys::Signal;
@@ -81,7 +83,7 @@ impl TreeHandles {
         }
         if let Some(dir) = self.cgroup.take() {
             // No such file: the shepherd removed the cgroup before it went.
-            if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+            if netrunner_sys::cgroup::cgroup_kill(&dir).is_ok() {
                 remove_cgroup_later(dir);
             }
         }
@@ -108,16 +110,7 @@ fn kill_group(leader: Option<OwnedFd>, pgid: Pid) {
 fn remove_cgroup_later(dir: PathBuf) {
     let fallback = dir.clone();
     let remove = move || {
-        let deadline = Instant::now() + CGROUP_REMOVE_GRACE;
-        // A killed task leaves the cgroup a moment after it is signalled;
-        // `rmdir` says EBUSY until then.
-        while let Err(e) = std::fs::remove_dir(&dir) {
-            let busy = e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error());
-            if !busy || Instant::now() >= deadline {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let _ = netrunner_sys::cgroup::remove_when_empty(&dir, CGROUP_REMOVE_GRACE);
     };
     if std::thread::Builder::new()
         .name("netrunner-cgroup-rm".into())

@@ -2,13 +2,14 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use netrunner_proto::{CgroupSpec, CgroupUsage};
+use netrunner_sys::cgroup::write_control;
 use netrunner_sys::process::{self, Pid};
 use netrunner_sys::Signal;
 
@@ -21,13 +22,6 @@ pub struct Cgroup {
     dir: PathBuf,
     /// `cgroup.procs`, open for the child to write itself into.
     procs: File,
-}
-
-fn write_file(path: &Path, value: &str) -> io::Result<()> {
-    OpenOptions::new()
-        .write(true)
-        .open(path)?
-        .write_all(value.as_bytes())
 }
 
 impl Cgroup {
@@ -47,7 +41,7 @@ impl Cgroup {
         fs::create_dir(&dir)?;
         let configured = limits
             .iter()
-            .try_for_each(|(file, value)| write_file(&dir.join(file), value))
+            .try_for_each(|(file, value)| write_control(&dir.join(file), value))
             .and_then(|()| {
                 OpenOptions::new()
                     .write(true)
@@ -89,15 +83,15 @@ impl Cgroup {
     /// listed and signalled: a frozen process cannot reap a child, so no
     /// listed pid can be released and recycled before it is signalled.
     pub fn signal_all(&self, sig: Signal) {
-        if sig == Signal::KILL && write_file(&self.dir.join("cgroup.kill"), "1").is_ok() {
+        if sig == Signal::KILL && netrunner_sys::cgroup::cgroup_kill(&self.dir).is_ok() {
             return;
         }
-        let frozen = write_file(&self.dir.join("cgroup.freeze"), "1").is_ok();
+        let frozen = write_control(&self.dir.join("cgroup.freeze"), "1").is_ok();
         for pid in self.members() {
             let _ = process::kill(pid, sig);
         }
         if frozen {
-            let _ = write_file(&self.dir.join("cgroup.freeze"), "0");
+            let _ = write_control(&self.dir.join("cgroup.freeze"), "0");
         }
     }
 
@@ -128,30 +122,6 @@ impl Cgroup {
     pub fn remove(self) -> io::Result<()> {
         let Cgroup { dir, procs } = self;
         drop(procs);
-        let deadline = Instant::now() + REMOVE_GRACE;
-        loop {
-            match fs::remove_dir(&dir) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(e);
-                    }
-                    // cgroup.events signals POLLPRI when "populated" changes.
-                    let events = File::open(dir.join("cgroup.events"))?;
-                    let mut pfd = [rustix::event::PollFd::new(
-                        &events,
-                        rustix::event::PollFlags::PRI,
-                    )];
-                    let step = left.min(Duration::from_millis(50));
-                    let ts = rustix::event::Timespec {
-                        tv_sec: 0,
-                        tv_nsec: step.as_nanos() as i64,
-                    };
-                    let _ = rustix::event::poll(&mut pfd, Some(&ts));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        netrunner_sys::cgroup::remove_when_empty(&dir, REMOVE_GRACE)
     }
 }

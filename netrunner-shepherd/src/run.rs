@@ -179,14 +179,12 @@ fn run() -> io::Result<()> {
     let leader_pidfd = process::pidfd_open(leader).ok();
     #[cfg(not(target_os = "linux"))]
     let leader_pidfd: Option<OwnedFd> = None;
-    let pidfds: Vec<BorrowedFd<'_>> = leader_pidfd.iter().map(|fd| fd.as_fd()).collect();
     link.send_with_fds(
         &FromShepherd::Started {
             pid: leader.as_raw_nonzero().get() as u32,
         },
-        &pidfds,
+        leader_pidfd.as_ref().map(AsFd::as_fd).as_slice(),
     );
-    drop(pidfds);
     drop(leader_pidfd);
     fd::set_nonblocking(link.sock.as_fd(), true)?;
 
@@ -224,14 +222,14 @@ fn run() -> io::Result<()> {
         }
         let others = if child_event || tree.exited.is_some() || watchdog.escalating() {
             child_event = false;
-            let newcomers = if watchdog.killing() {
-                Some(Signal::KILL)
+            let sweep = if watchdog.killing() {
+                Sweep::Signal(KILL)
             } else if watchdog.escalating() {
-                Some(Signal::TERM)
+                Sweep::TerminateNewcomers
             } else {
-                None
+                Sweep::Reap
             };
-            tree.sweep(newcomers)
+            tree.sweep(sweep)
         } else {
             0
         };
@@ -243,15 +241,10 @@ fn run() -> io::Result<()> {
             watchdog.handle_terminate(Instant::now(), Cause::LeaderExited);
         }
         while let Some(action) = watchdog.poll_action() {
-            match action {
-                // SIGCONT right behind SIGTERM: a stopped process would
-                // otherwise sleep through its whole grace period.
-                Action::Terminate => {
-                    tree.signal_all(Signal::TERM);
-                    tree.signal_all(Signal::CONT);
-                }
-                Action::Kill => tree.signal_all(Signal::KILL),
-            }
+            tree.signal_all(match action {
+                Action::Terminate => TERMINATE,
+                Action::Kill => KILL,
+            });
         }
 
         let timeout = watchdog
@@ -309,9 +302,6 @@ fn run() -> io::Result<()> {
     }
 
     // Only the leader's zombie is left: reap it, which unpins its pid.
-    if !link.closed {
-        tree.give_back_terminal();
-    }
     tree.finished = true;
     let status = process::waitid_blocking(leader)?;
     drop(pty_slave);
@@ -371,25 +361,23 @@ fn start_child(
     } else {
         plan
     };
-    // The owner's terminal: keep a descriptor of it to give it back later.
-    let terminal = match req.foreground {
+    // The owner's terminal: the child takes its foreground, and we keep a
+    // descriptor of it to give it back later. (The decoder checked both
+    // numbers: stdio 0..=2, a positive pgid.)
+    let (plan, terminal) = match req.foreground {
         Some(f) if req.isolation == Isolation::ProcessGroup => {
+            let index = usize::from(f.stdio);
             let owner = Pid::from_raw(f.owner_pgid as i32)
                 .ok_or_else(|| request_error(rustix::io::Errno::INVAL.raw_os_error()))?;
-            let tty = stdio[usize::from(f.stdio).min(2)];
-            let kept = fd::fcntl_dupfd_cloexec(tty, 3).map_err(|e| {
+            let tty = fd::fcntl_dupfd_cloexec(stdio[index], 3).map_err(|e| {
                 request_error(
                     e.raw_os_error()
                         .unwrap_or(rustix::io::Errno::BADF.raw_os_error()),
                 )
             })?;
-            Some((usize::from(f.stdio), kept, owner))
+            (plan.with_foreground(index, owner), Some((tty, owner)))
         }
-        _ => None,
-    };
-    let plan = match &terminal {
-        Some((index, _, owner)) => plan.with_foreground(*index, *owner),
-        None => plan,
+        _ => (plan, None),
     };
     let cgroup = match &req.cgroup {
         None => None,
@@ -410,7 +398,7 @@ fn start_child(
         Ok(leader) => Ok(Launched {
             leader,
             cgroup,
-            terminal: terminal.map(|(_, tty, owner)| (tty, owner)),
+            terminal,
         }),
         Err(failure) => {
             if let Some(c) = cgroup {
@@ -440,6 +428,25 @@ struct Tree {
     terminated: Vec<Pid>,
 }
 
+/// What the grace period starts with: SIGCONT right behind SIGTERM, or a
+/// stopped process would sleep through it.
+const TERMINATE: &[Signal] = &[Signal::TERM, Signal::CONT];
+/// What the grace period ends with.
+const KILL: &[Signal] = &[Signal::KILL];
+
+/// What a sweep does to our live children besides reaping the dead.
+#[derive(Debug, Clone, Copy)]
+enum Sweep {
+    /// Nothing.
+    Reap,
+    /// Send each of these signals.
+    Signal(&'static [Signal]),
+    /// [`TERMINATE`] to those not yet sent it in this grace period (orphans
+    /// adopted since it started): one SIGTERM each, as a second one often
+    /// means "now".
+    TerminateNewcomers,
+}
+
 impl Drop for Tree {
     /// Any error that ends the event loop early still takes the whole tree
     /// down: SIGKILL to the group, the cgroup and every adopted descendant,
@@ -449,9 +456,9 @@ impl Drop for Tree {
             return;
         }
         self.give_back_terminal();
-        self.signal_all(Signal::KILL);
+        self.signal_all(KILL);
         let _ = process::waitid_blocking(self.leader);
-        self.sweep(Some(Signal::KILL));
+        self.sweep(Sweep::Signal(KILL));
         if let Some(cgroup) = self.cgroup.take() {
             cgroup.signal_all(Signal::KILL);
             let _ = cgroup.remove();
@@ -475,94 +482,63 @@ impl Tree {
         }
     }
 
-    /// Sends `sig` to everything of the tree we can see: the process group,
-    /// the leader, the cgroup, every child of ours (adopted orphans), and
-    /// every deeper descendant — including those that left the group with
-    /// `setsid` while their parent still lives.
-    fn signal_all(&mut self, sig: Signal) {
-        // Group and session isolation both make the leader's pid the pgid.
-        self.signal(sig, SignalTarget::Group);
-        self.signal(sig, SignalTarget::Leader);
-        if let Some(cgroup) = &self.cgroup {
-            cgroup.signal_all(sig);
-        }
-        if sig == Signal::TERM {
-            // Everyone alive now gets it here; later sweeps only add newcomers.
-            self.terminated = process::child_pids().unwrap_or_default();
-        }
-        self.sweep_with(Some(sig), false);
-        self.signal_descendants(sig);
-    }
-
-    /// Walks the tree below our children through `/proc` and signals every
-    /// process in it, each proven to be the process we found (see
-    /// [`process::signal_if_child_of`]). Our own children are left to
-    /// [`Tree::sweep`], which signals them by pid: they are unreaped, so
-    /// their pids cannot have been reused.
-    #[cfg(target_os = "linux")]
-    fn signal_descendants(&self, sig: Signal) {
-        let mut parents: Vec<Pid> = process::child_pids().unwrap_or_default();
-        // Bounded: a fork bomb refilling the tree while we walk must not
-        // keep us here; the next sweep goes on where this one stopped.
-        let mut budget = 100_000usize;
-        while let Some(parent) = parents.pop() {
-            for pid in process::children_of(parent) {
-                if budget == 0 {
-                    return;
-                }
-                budget -= 1;
-                if process::signal_if_child_of(pid, parent, sig) {
-                    parents.push(pid);
-                }
+    /// Sends `signals`, in order, to everything of the tree we can see: the
+    /// process group, the leader, the cgroup, every child of ours (adopted
+    /// orphans), and every deeper descendant — including those that left
+    /// the group with `setsid` while their parent still lives.
+    fn signal_all(&mut self, signals: &'static [Signal]) {
+        for &sig in signals {
+            // Group and session isolation both make the leader's pid the pgid.
+            self.signal(sig, SignalTarget::Group);
+            self.signal(sig, SignalTarget::Leader);
+            if let Some(cgroup) = &self.cgroup {
+                cgroup.signal_all(sig);
             }
         }
+        let (_, children) = self.sweep_children(Sweep::Signal(signals));
+        if signals == TERMINATE {
+            // Later sweeps in this grace period only add newcomers.
+            self.terminated.clone_from(&children);
+        }
+        signal_descendants(children, signals);
     }
 
-    #[cfg(not(target_os = "linux"))]
-    fn signal_descendants(&self, _sig: Signal) {}
-
-    /// Reaps adopted descendants that have exited, signals the rest with
-    /// `sig`, and returns how many (besides the leader) are still there.
-    ///
-    /// SIGTERM goes only to children not yet sent one in this grace period,
-    /// followed by SIGCONT.
-    fn sweep(&mut self, sig: Option<Signal>) -> usize {
-        self.sweep_with(sig, true)
+    /// Reaps adopted descendants that have exited, treats the rest as
+    /// `sweep` says, and returns how many (besides the leader) are still there.
+    fn sweep(&mut self, sweep: Sweep) -> usize {
+        self.sweep_children(sweep).0
     }
 
-    /// [`Tree::sweep`]; with `only_new`, SIGTERM skips those already sent one.
+    /// [`Tree::sweep`], also returning our live children (the leader
+    /// included, as it is unreaped).
     ///
     /// Each pid comes from our own children list and is unreaped when we
     /// signal it, so it cannot have been recycled.
-    fn sweep_with(&mut self, sig: Option<Signal>, only_new: bool) -> usize {
+    fn sweep_children(&mut self, sweep: Sweep) -> (usize, Vec<Pid>) {
         loop {
-            let Ok(children) = process::child_pids() else {
+            let Ok(mut children) = process::child_pids() else {
                 // Without a children list we cannot prove anything is left;
                 // the group signal still covers the common case.
-                return 0;
+                return (0, Vec::new());
             };
-            let mut alive = 0;
             let mut reaped_any = false;
-            for pid in children {
-                if pid == self.leader {
-                    continue;
-                }
-                if let Ok(Some(_)) = process::waitid_reap(pid) {
-                    reaped_any = true;
-                    continue;
-                }
-                alive += 1;
-                match sig {
-                    Some(Signal::TERM) if only_new && self.terminated.contains(&pid) => {}
-                    Some(Signal::TERM) if only_new => {
+            children.retain(|&pid| {
+                let reaped = pid != self.leader && matches!(process::waitid_reap(pid), Ok(Some(_)));
+                reaped_any |= reaped;
+                !reaped
+            });
+            for &pid in children.iter().filter(|&&pid| pid != self.leader) {
+                let signals = match sweep {
+                    Sweep::Reap => &[][..],
+                    Sweep::Signal(signals) => signals,
+                    Sweep::TerminateNewcomers if self.terminated.contains(&pid) => &[][..],
+                    Sweep::TerminateNewcomers => {
                         self.terminated.push(pid);
-                        let _ = process::kill(pid, Signal::TERM);
-                        let _ = process::kill(pid, Signal::CONT);
+                        TERMINATE
                     }
-                    Some(sig) => {
-                        let _ = process::kill(pid, sig);
-                    }
-                    None => {}
+                };
+                for &sig in signals {
+                    let _ = process::kill(pid, sig);
                 }
             }
             // Race: a child we just reaped had its own children re-parented
@@ -570,8 +546,37 @@ impl Tree {
             // after the list above was read. Look again until a pass reaps
             // nothing; each repeat reaps at least one process, so it ends.
             if !reaped_any {
-                return alive;
+                let others = children.iter().filter(|&&pid| pid != self.leader).count();
+                return (others, children);
             }
         }
     }
 }
+
+/// Walks the tree below `children` (ours) through `/proc` and sends
+/// `signals` to every process in it, each proven to be the process we found
+/// (see [`process::pidfd_open_child_of`]). Our own children are signalled by
+/// [`Tree::sweep`]: they are unreaped, so their pids cannot have been reused.
+#[cfg(target_os = "linux")]
+fn signal_descendants(mut parents: Vec<Pid>, signals: &[Signal]) {
+    // Bounded: a fork bomb refilling the tree while we walk must not keep
+    // us here; the next sweep goes on where this one stopped.
+    let mut budget = 100_000usize;
+    while let Some(parent) = parents.pop() {
+        for pid in process::children_of(parent) {
+            if budget == 0 {
+                return;
+            }
+            budget -= 1;
+            if let Some(pidfd) = process::pidfd_open_child_of(pid, parent) {
+                for &sig in signals {
+                    let _ = process::pidfd_send_signal(pidfd.as_fd(), sig);
+                }
+                parents.push(pid);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn signal_descendants(_parents: Vec<Pid>, _signals: &[Signal]) {}

@@ -10,6 +10,7 @@
 //! `signal`/`sigprocmask` resets, `signalfd`, `getrusage` and `close_range`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cgroup;
 pub mod fd;
 pub mod memfd;
 pub mod process;

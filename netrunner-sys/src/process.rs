@@ -339,21 +339,10 @@ fn child_after_fork(
             1 => rustix::stdio::stdout(),
             _ => rustix::stdio::stderr(),
         };
-        if rustix::termios::tcgetpgrp(tty) == Ok(owner) {
-            // We are in a background group until this call succeeds, so
-            // SIGTTOU must not stop us; the mask is reset before exec.
-            let mut ttou = nix::sys::signal::SigSet::empty();
-            ttou.add(nix::sys::signal::Signal::SIGTTOU);
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_BLOCK,
-                Some(&ttou),
-                None,
-            );
-            // Best effort, like a shell's: failing leaves the command in the
-            // background, where its reads stop it, which is what it would
-            // get from a shell in the same spot.
-            let _ = rustix::termios::tcsetpgrp(tty, getpid());
-        }
+        // Best effort, like a shell's: failing leaves the command in the
+        // background, where its reads stop it, which is what it would get
+        // from a shell in the same spot.
+        crate::terminal::hand_foreground(tty, owner, getpid());
     }
 
     if plan.controlling_terminal {
@@ -513,11 +502,39 @@ pub fn process_exists(pid: Pid) -> bool {
 /// # References
 /// - [`proc_pid_task(5)`](https://man7.org/linux/man-pages/man5/proc_pid_task.5.html)
 pub fn child_pids() -> io::Result<Vec<Pid>> {
+    let mut pids = match children_in_task_files("/proc/self/task")? {
+        Some(pids) => pids,
+        None => {
+            let me = getpid().as_raw_nonzero().get();
+            let mut pids = Vec::new();
+            for entry in std::fs::read_dir("/proc")? {
+                let entry = entry?;
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                if parent_pid_of(pid).ok() == Some(me) {
+                    pids.extend(Pid::from_raw(pid));
+                }
+            }
+            pids
+        }
+    };
+    pids.sort_unstable_by_key(|p| p.as_raw_nonzero());
+    pids.dedup();
+    Ok(pids)
+}
+
+/// The children listed in `<task_dir>/*/children` (every thread's), or
+/// `None` when the kernel has no such files.
+fn children_in_task_files(task_dir: &str) -> io::Result<Option<Vec<Pid>>> {
     let mut pids = Vec::new();
     let mut found_children_file = false;
-    for task in std::fs::read_dir("/proc/self/task")? {
-        let path = task?.path().join("children");
-        match std::fs::read(&path) {
+    for task in std::fs::read_dir(task_dir)? {
+        match std::fs::read(task?.path().join("children")) {
             Ok(text) => {
                 found_children_file = true;
                 pids.extend(
@@ -530,25 +547,7 @@ pub fn child_pids() -> io::Result<Vec<Pid>> {
             Err(e) => return Err(e),
         }
     }
-    if !found_children_file {
-        let me = getpid().as_raw_nonzero().get();
-        for entry in std::fs::read_dir("/proc")? {
-            let entry = entry?;
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if parent_pid_of(pid).ok() == Some(me) {
-                pids.extend(Pid::from_raw(pid));
-            }
-        }
-    }
-    pids.sort_unstable_by_key(|p| p.as_raw_nonzero());
-    pids.dedup();
-    Ok(pids)
+    Ok(found_children_file.then_some(pids))
 }
 
 /// The parent pid of `pid` from `/proc/<pid>/stat`.
@@ -654,28 +653,26 @@ pub fn pidfd_send_signal_group(pidfd: BorrowedFd<'_>, sig: Signal) -> io::Result
     }
 }
 
-/// Signals `pid`, a process found among the children of `parent` in
-/// `/proc`, only if it is provably still that process: a descendant of
-/// ours that is not our own child can be reaped by its parent and its number
-/// reused at any moment, so a bare `kill(pid)` could hit a stranger.
+/// A pidfd of `pid`, a process found among the children of `parent` in
+/// `/proc`, only if it provably still is that process: a descendant of
+/// ours that is not our own child can be reaped by its parent and its
+/// number reused at any moment, so a bare `kill(pid)` could hit a stranger.
 ///
 /// The proof: open a pidfd for `pid`, *then* read its parent from
 /// `/proc/<pid>/stat`, *then* check that the pidfd's process has not exited.
 /// A process that has not exited still holds its number, so the `/proc`
-/// read described the pidfd's process, and it was `parent`'s child. The
-/// signal then goes through the pidfd, which cannot be redirected. Returns
-/// whether the signal was sent.
+/// read described the pidfd's process, and it was `parent`'s child.
+/// Signals sent through the pidfd ([`pidfd_send_signal`]) cannot be
+/// redirected to another process. `None` if any step fails.
 ///
 /// # References
 /// - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html),
 ///   [`proc_pid_stat(5)`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html)
 #[cfg(target_os = "linux")]
-pub fn signal_if_child_of(pid: Pid, parent: Pid, sig: Signal) -> bool {
-    let Ok(pidfd) = pidfd_open(pid) else {
-        return false;
-    };
-    if parent_pid_of(pid.as_raw_nonzero().get()).ok() != Some(parent.as_raw_nonzero().get()) {
-        return false;
+pub fn pidfd_open_child_of(pid: Pid, parent: Pid) -> Option<std::os::fd::OwnedFd> {
+    let pidfd = pidfd_open(pid).ok()?;
+    if parent_pid_of(pid.as_raw_nonzero().get()).ok()? != parent.as_raw_nonzero().get() {
+        return None;
     }
     let mut pfd = [rustix::event::PollFd::new(
         &pidfd,
@@ -685,35 +682,20 @@ pub fn signal_if_child_of(pid: Pid, parent: Pid, sig: Signal) -> bool {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    match rustix::event::poll(&mut pfd, Some(&zero)) {
-        // Not readable: it has not exited.
-        Ok(0) => pidfd_send_signal(pidfd.as_fd(), sig).is_ok(),
-        _ => false,
-    }
+    // Not readable: it has not exited.
+    matches!(rustix::event::poll(&mut pfd, Some(&zero)), Ok(0)).then_some(pidfd)
 }
 
-/// The children of `pid`, from `/proc/<pid>/task/*/children` (every
-/// thread's); empty when `pid` is gone or the kernel lacks those files.
+/// The children of `pid`, from `/proc/<pid>/task/*/children`; empty when
+/// `pid` is gone or the kernel lacks those files.
 ///
 /// # References
 /// - [`proc_pid_task(5)`](https://man7.org/linux/man-pages/man5/proc_pid_task.5.html)
 pub fn children_of(pid: Pid) -> Vec<Pid> {
-    let mut pids = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", pid.as_raw_nonzero())) else {
-        return pids;
-    };
-    for task in tasks.flatten() {
-        if let Ok(text) = std::fs::read(task.path().join("children")) {
-            pids.extend(
-                text.split(|b| b.is_ascii_whitespace())
-                    .filter_map(|w| std::str::from_utf8(w).ok()?.parse::<i32>().ok())
-                    .filter_map(Pid::from_raw),
-            );
-        }
-    }
-    pids.sort_unstable_by_key(|p| p.as_raw_nonzero());
-    pids.dedup();
-    pids
+    children_in_task_files(&format!("/proc/{}/task", pid.as_raw_nonzero()))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// `getrusage(RUSAGE_CHILDREN)`: what every reaped descendant cost.

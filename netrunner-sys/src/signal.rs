@@ -97,17 +97,6 @@ impl fmt::Display for Signal {
     }
 }
 
-impl Signal {
-    /// Whether the default action of this signal ends or stops the process
-    /// (everything but CHLD, CONT, URG and WINCH; KILL and STOP included).
-    pub const fn default_is_fatal_or_stop(self) -> bool {
-        !matches!(
-            self.0,
-            libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH
-        )
-    }
-}
-
 /// Sets every signal whose default action would end or stop this process
 /// to SIG_IGN — the standard ones and the real-time ones the C library does
 /// not reserve for itself — except those in `keep` (and KILL and STOP,
@@ -126,12 +115,18 @@ impl Signal {
 pub fn ignore_fatal_signals(keep: &[Signal]) -> io::Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
     let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // Every standard signal but those whose default is to ignore or to
+    // continue, and those nothing can catch.
+    const HARMLESS_OR_UNCATCHABLE: [Signal; 6] = [
+        Signal::CHILD,
+        Signal::CONT,
+        Signal::URG,
+        Signal::WINCH,
+        Signal::KILL,
+        Signal::STOP,
+    ];
     for &sig in Signal::ALL {
-        if !sig.default_is_fatal_or_stop()
-            || keep.contains(&sig)
-            || sig == Signal::KILL
-            || sig == Signal::STOP
-        {
+        if HARMLESS_OR_UNCATCHABLE.contains(&sig) || keep.contains(&sig) {
             continue;
         }
         let nix_sig = nix::sys::signal::Signal::try_from(sig.0)?;

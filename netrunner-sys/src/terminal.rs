@@ -42,7 +42,8 @@ pub fn tcgetpgrp(fd: BorrowedFd<'_>) -> io::Result<Pid> {
 /// whether the foreground changed.
 ///
 /// SIGTTOU is blocked in the calling thread for the call, so a caller in a
-/// background group is not stopped by it.
+/// background group is not stopped by it. Only system calls (`ioctl`,
+/// `pthread_sigmask`), so a freshly forked child may call it before exec.
 ///
 /// # References
 /// - [`tcsetpgrp(3)`](https://man7.org/linux/man-pages/man3/tcsetpgrp.3.html),
