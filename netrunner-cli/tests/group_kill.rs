@@ -4,10 +4,7 @@
 use std::time::Duration;
 
 use netrunner_blocking::Signal;
-use netrunner_tests::{group_kill_leftovers, ESCAPING_TREE, STUBBORN_TREE, TREES_PIDS};
-
-const GRACE: Duration = Duration::from_millis(300);
-const OWNERS: usize = 20;
+use netrunner_tests::{assert_group_kill_leaves_nothing, ESCAPING_TREE, STUBBORN_TREE};
 
 fn cli_killed_by_group_signal(sig: Signal) {
     let make = || {
@@ -26,19 +23,7 @@ fn cli_killed_by_group_signal(sig: Signal) {
         ]);
         cmd
     };
-    let (left, _guard) = group_kill_leftovers(
-        make,
-        OWNERS,
-        TREES_PIDS,
-        sig,
-        GRACE + Duration::from_secs(1),
-    );
-    assert!(
-        left.is_empty(),
-        "{sig} to netrunner's group left {} of {} processes: {left:?}",
-        left.len(),
-        OWNERS * TREES_PIDS
-    );
+    assert_group_kill_leaves_nothing("netrunner", make, sig, Duration::from_millis(300));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use netrunner_tests::{eventually, TtySession};
+use netrunner_tests::TtySession;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netrunner");
 const LIMIT: Duration = Duration::from_secs(10);
@@ -43,13 +43,7 @@ fn an_interactive_command_reads_the_terminal() {
 #[test]
 fn ctrl_c_ends_the_command_with_sigint() {
     let mut tty = session("", "echo \"pid=$$\"; exec sleep 100");
-    let text = tty.wait_for("pid=", LIMIT);
-    let pid: u32 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("pid="))
-        .and_then(|p| p.parse().ok())
-        .expect("the command's pid");
-    assert!(eventually(LIMIT, || TtySession::in_foreground(pid)));
+    tty.foreground_command(LIMIT);
     tty.type_in(b"\x03");
     let text = tty.wait_for("rc=", LIMIT);
     assert!(text.contains("rc=130"), "128 + SIGINT: {text:?}");

@@ -126,6 +126,61 @@ pub fn pids_in(text: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// Reads `n` pid lines from a blocking child's piped stdout.
+pub fn read_pid_lines(child: &mut netrunner_blocking::Child, n: usize) -> Vec<u32> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stdout.as_mut().expect("stdout piped"));
+    (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read a pid line");
+            line.trim().parse().expect("a pid")
+        })
+        .collect()
+}
+
+/// Reads `n` pid lines from a tokio child's piped stdout.
+pub async fn read_pid_lines_async(child: &mut netrunner_tokio::Child, n: usize) -> Vec<u32> {
+    use tokio::io::AsyncReadExt;
+    let stdout = child.stdout.as_mut().expect("stdout piped");
+    let mut buf = Vec::new();
+    while buf.iter().filter(|&&b| b == b'\n').count() < n {
+        buf.push(stdout.read_u8().await.expect("read a pid line"));
+    }
+    pids_in(&buf)
+}
+
+/// The shepherd of the command `pid`: its parent, which is not us.
+pub fn shepherd_of(pid: u32) -> u32 {
+    let parent = process::parent_pid_of(pid as i32).expect("the command's parent") as u32;
+    assert_ne!(parent, std::process::id(), "the parent is a shepherd");
+    parent
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (state, ppid,
+/// pgrp, session, tty_nr, tpgid, ...), if `pid` exists.
+pub fn proc_stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    Some(after.split(' ').map(str::to_owned).collect())
+}
+
+/// Creates netrunner's one-time, process-wide state (the shepherd memfd,
+/// and the orphan reaper, which a child dropped while running starts) and
+/// waits for it to settle, so a descriptor baseline taken next includes it.
+/// Otherwise a busy machine starts the reaper in the middle of a test, for
+/// a shepherd slow to exit after its report.
+pub fn warm_up_one_time_state() {
+    drop(
+        netrunner_blocking::Command::new("sleep")
+            .arg("100")
+            .kill_timeout(Duration::ZERO)
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    assert!(settle(), "netrunner's background work settles");
+}
+
 /// A shell script that starts a tree which resists SIGTERM: two background
 /// sleeps, then `sh` ignores TERM and starts a third sleep that inherits the
 /// ignore. Prints the four pids (three sleeps, then the shell), one per line.
@@ -333,6 +388,33 @@ pub fn group_kill_leftovers(
     (left, guard)
 }
 
+/// How many owners [`assert_group_kill_leaves_nothing`] kills at once.
+pub const GROUP_KILL_OWNERS: usize = 20;
+
+/// [`group_kill_leftovers`] for [`GROUP_KILL_OWNERS`] owners whose commands
+/// run [`TREES`] with a `grace` kill timeout: asserts that nothing is left
+/// `grace` + 1 s after `sig`. `what` names the owners in the message.
+pub fn assert_group_kill_leaves_nothing(
+    what: &str,
+    make: impl Fn() -> std::process::Command,
+    sig: Signal,
+    grace: Duration,
+) {
+    let (left, _guard) = group_kill_leftovers(
+        make,
+        GROUP_KILL_OWNERS,
+        TREES_PIDS,
+        sig,
+        grace + Duration::from_secs(1),
+    );
+    assert!(
+        left.is_empty(),
+        "{sig} to the groups of {what} left {} of {} processes: {left:?}",
+        left.len(),
+        GROUP_KILL_OWNERS * TREES_PIDS
+    );
+}
+
 /// A shell script running as the session leader of a pseudo-terminal, the
 /// way a login shell owns its terminal: for tests of commands that share
 /// their owner's terminal. The test types into it and reads what it shows.
@@ -400,14 +482,25 @@ impl TtySession {
     /// Whether `pid`'s process group is its terminal's foreground group
     /// (fields `pgrp` and `tpgid` of `/proc/<pid>/stat`).
     pub fn in_foreground(pid: u32) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let Some(close) = stat.rfind(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
         // state ppid pgrp session tty_nr tpgid
-        fields.len() > 5 && fields[2] == fields[5]
+        proc_stat_fields(pid).is_some_and(|f| f.len() > 5 && f[2] == f[5])
+    }
+
+    /// Waits for a line `pid=N` from a command that prints its pid, then
+    /// until that command's group is the terminal's foreground group;
+    /// returns N.
+    pub fn foreground_command(&self, limit: Duration) -> u32 {
+        let text = self.wait_for("pid=", limit);
+        let pid = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("pid="))
+            .and_then(|p| p.parse().ok())
+            .expect("the command's pid");
+        assert!(
+            eventually(limit, || Self::in_foreground(pid)),
+            "the command's group is in the foreground: {}",
+            self.transcript()
+        );
+        pid
     }
 }

@@ -1,24 +1,12 @@
 //! Whole-tree cleanup: owner death, drop, timeouts, and leaders that exit early.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::time::Duration;
 
 use netrunner_blocking::{Command, Stdio};
-use netrunner_tests::{pids_in, wait_gone, KillOnDrop, STUBBORN_TREE};
+use netrunner_tests::{pids_in, read_pid_lines, shepherd_of, wait_gone, KillOnDrop, STUBBORN_TREE};
 
 const GRACE: Duration = Duration::from_millis(500);
-
-/// Reads `n` pid lines from a spawned command's stdout.
-fn read_pids(child: &mut netrunner_blocking::Child, n: usize) -> Vec<u32> {
-    let mut reader = BufReader::new(child.stdout.as_mut().unwrap());
-    (0..n)
-        .map(|_| {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            line.trim().parse().unwrap()
-        })
-        .collect()
-}
 
 #[test]
 fn owner_killed_with_sigkill_takes_every_descendant_along() {
@@ -41,7 +29,7 @@ fn dropping_a_child_kills_its_tree_including_setsid_escapees() {
             .kill_timeout(GRACE)
             .spawn()
             .unwrap();
-        let pids = read_pids(&mut child, n);
+        let pids = read_pid_lines(&mut child, n);
         guard.add(pids.clone());
         assert!(pids.iter().all(|&p| netrunner_tests::alive(p)));
         drop(child);
@@ -96,7 +84,7 @@ fn timeout_kills_grandchildren_too() {
         .kill_timeout(GRACE)
         .spawn()
         .unwrap();
-    let pids = read_pids(&mut child, 4);
+    let pids = read_pid_lines(&mut child, 4);
     guard.add(pids.clone());
     // Nobody waits: the shepherd enforces the timeout on its own.
     let left = wait_gone(
@@ -112,11 +100,6 @@ fn timeout_kills_grandchildren_too() {
     child.stdout.take().unwrap().read_to_end(&mut rest).unwrap();
 }
 
-/// The shepherd of a command: its parent process.
-fn shepherd_of(pid: u32) -> u32 {
-    netrunner_sys::process::parent_pid_of(pid as i32).unwrap() as u32
-}
-
 #[test]
 fn sigterm_to_the_shepherd_escalates_instead_of_orphaning() {
     let mut guard = KillOnDrop::new("sleep");
@@ -126,10 +109,9 @@ fn sigterm_to_the_shepherd_escalates_instead_of_orphaning() {
         .kill_timeout(GRACE)
         .spawn()
         .unwrap();
-    let pids = read_pids(&mut child, 4);
+    let pids = read_pid_lines(&mut child, 4);
     guard.add(pids.clone());
     let shepherd = shepherd_of(child.id());
-    assert_ne!(shepherd, std::process::id());
     let shepherd_pid = netrunner_sys::process::Pid::from_raw(shepherd as i32).unwrap();
     netrunner_sys::process::kill(shepherd_pid, netrunner_blocking::Signal::TERM).unwrap();
     // The shepherd survives its SIGTERM long enough to take the tree down

@@ -1,23 +1,13 @@
 //! The grace period reaches every descendant, wakes stopped ones, and the
 //! shepherd itself cannot be stopped or killed by a stray signal.
 
-use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use netrunner_blocking::{Command, Signal, Stdio};
 use netrunner_sys::process::{self, Pid};
-use netrunner_tests::{alive, eventually, wait_gone, KillOnDrop};
-
-fn read_pids(child: &mut netrunner_blocking::Child, n: usize) -> Vec<u32> {
-    let mut reader = BufReader::new(child.stdout.as_mut().unwrap());
-    (0..n)
-        .map(|_| {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            line.trim().parse().unwrap()
-        })
-        .collect()
-}
+use netrunner_tests::{
+    alive, eventually, proc_stat_fields, read_pid_lines, shepherd_of, wait_gone, KillOnDrop,
+};
 
 fn state(pid: u32) -> u8 {
     process::process_state(pid as i32).unwrap_or(b'?')
@@ -37,7 +27,7 @@ fn a_stopped_tree_gets_sigcont_with_sigterm_and_exits_in_its_grace_period() {
         .kill_timeout(Duration::from_secs(5))
         .spawn()
         .unwrap();
-    let pid = read_pids(&mut child, 1)[0];
+    let pid = read_pid_lines(&mut child, 1)[0];
     guard.add([pid]);
     process::kill_process_group(Pid::from_raw(pid as i32).unwrap(), Signal::STOP).unwrap();
     assert!(
@@ -66,10 +56,10 @@ fn a_setsid_descendant_gets_sigterm_at_the_start_of_the_grace_period() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let pids = read_pids(&mut child, 2);
+    let pids = read_pid_lines(&mut child, 2);
     guard.add(pids.clone());
     let (escapee, shell) = (pids[0], pids[1]);
-    let shepherd = process::parent_pid_of(shell as i32).unwrap();
+    let shepherd = shepherd_of(shell);
     assert_eq!(
         process::parent_pid_of(escapee as i32).unwrap(),
         shell as i32,
@@ -84,7 +74,7 @@ fn a_setsid_descendant_gets_sigterm_at_the_start_of_the_grace_period() {
     );
     assert!(alive(shell), "the shell is still in its grace period");
     // And the rest ends as usual: SIGKILL at the end of the grace period.
-    assert!(wait_gone(&[shell, shepherd as u32], Duration::from_secs(7)).is_empty());
+    assert!(wait_gone(&[shell, shepherd], Duration::from_secs(7)).is_empty());
 }
 
 /// The signal mask `field` (`SigIgn`, `SigBlk`) of `pid`.
@@ -98,11 +88,9 @@ fn mask(pid: u32, field: &str) -> u64 {
     u64::from_str_radix(hex, 16).unwrap()
 }
 
-/// Fields 5 (process group) of `/proc/<pid>/stat`.
-fn pgid(pid: u32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split(' ').nth(2).unwrap().parse().unwrap()
+/// The process group of `pid`.
+fn pgid(pid: u32) -> String {
+    proc_stat_fields(pid).expect("the process exists")[2].clone()
 }
 
 #[test]
@@ -115,8 +103,8 @@ fn the_shepherd_is_in_a_group_of_its_own_and_shrugs_off_stray_signals() {
         .unwrap();
     let pid = child.id();
     guard.add([pid]);
-    let shepherd = process::parent_pid_of(pid as i32).unwrap() as u32;
-    assert_eq!(pgid(shepherd), shepherd as i32, "leads its own group");
+    let shepherd = shepherd_of(pid);
+    assert_eq!(pgid(shepherd), shepherd.to_string(), "leads its own group");
     assert_ne!(pgid(shepherd), pgid(std::process::id()), "not in ours");
 
     let bit = |sig: i32| 1u64 << (sig - 1);

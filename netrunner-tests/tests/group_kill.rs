@@ -9,10 +9,9 @@
 use std::time::Duration;
 
 use netrunner_blocking::Signal;
-use netrunner_tests::{group_kill_leftovers, TREES_PIDS};
+use netrunner_tests::{assert_group_kill_leaves_nothing, TREES_PIDS};
 
 const GRACE: Duration = Duration::from_millis(300);
-const OWNERS: usize = 20;
 
 fn owners_killed_by_group_signal(mode: &str, sig: Signal) {
     let make = || {
@@ -20,19 +19,7 @@ fn owners_killed_by_group_signal(mode: &str, sig: Signal) {
         cmd.args([mode, &GRACE.as_millis().to_string()]);
         cmd
     };
-    let (left, _guard) = group_kill_leftovers(
-        make,
-        OWNERS,
-        TREES_PIDS,
-        sig,
-        GRACE + Duration::from_secs(1),
-    );
-    assert!(
-        left.is_empty(),
-        "{sig} to the owners' groups ({mode}) left {} of {} processes: {left:?}",
-        left.len(),
-        OWNERS * TREES_PIDS
-    );
+    assert_group_kill_leaves_nothing(&format!("{mode} owners"), make, sig, GRACE);
 }
 
 #[test]

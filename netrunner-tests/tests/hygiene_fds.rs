@@ -7,20 +7,11 @@ use netrunner_tests::{eventually, open_fds, zombie_children};
 
 #[test]
 fn three_hundred_cycles_leak_nothing() {
-    // The first spawn creates the process-wide shepherd memfd; a child
-    // dropped while running starts the orphan reaper (which a busy machine
-    // would otherwise start during the loop, for a shepherd slow to exit
-    // after its report). Both are one-time, so measure after them.
+    // One-time, process-wide state (the shepherd memfd, the orphan reaper)
+    // exists before the baseline is taken.
     Command::new("true").status().unwrap();
-    drop(
-        Command::new("sleep")
-            .arg("100")
-            .kill_timeout(Duration::ZERO)
-            .spawn()
-            .unwrap(),
-    );
     assert!(eventually(Duration::from_secs(2), || zombie_children().is_empty()));
-    assert!(netrunner_tests::settle());
+    netrunner_tests::warm_up_one_time_state();
     let baseline = open_fds();
 
     for i in 0..300 {

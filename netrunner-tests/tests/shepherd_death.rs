@@ -5,37 +5,41 @@
 //! tree's zombies re-parent to init, and reaping them is init's business
 //! (which it does on its own schedule), not netrunner's.
 
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use netrunner_blocking::{Command, Error, ShepherdError, Signal, Stdio};
 use netrunner_sys::process::{self, Pid};
-use netrunner_tests::{eventually, pids_in, wait_dead, KillOnDrop};
+use netrunner_tests::{
+    eventually, pids_in, read_pid_lines, read_pid_lines_async, shepherd_of, wait_dead, KillOnDrop,
+};
 
 /// A leader with a background job in its process group: prints both pids.
 const WITH_BACKGROUND_JOB: &str = "sleep 1000 & echo $!; echo $$; wait";
 
 /// SIGKILLs the shepherd of the command `pid` (its parent) and returns when.
 fn kill_shepherd_of(pid: u32) -> Instant {
-    let shepherd = process::parent_pid_of(pid as i32).expect("the command's parent");
-    assert_ne!(
-        shepherd as u32,
-        std::process::id(),
-        "the parent is a shepherd"
-    );
-    process::kill(Pid::from_raw(shepherd).unwrap(), Signal::KILL).expect("SIGKILL the shepherd");
+    let shepherd = Pid::from_raw(shepherd_of(pid) as i32).unwrap();
+    process::kill(shepherd, Signal::KILL).expect("SIGKILL the shepherd");
     Instant::now()
 }
 
-fn read_pids(child: &mut netrunner_blocking::Child, n: usize) -> Vec<u32> {
-    let mut reader = BufReader::new(child.stdout.as_mut().unwrap());
-    (0..n)
-        .map(|_| {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            line.trim().parse().unwrap()
-        })
-        .collect()
+/// Spawns `cmd` with stdout piped and reads the `n` pids its script prints;
+/// the guard kills them if the test fails.
+fn spawn_reporting(
+    cmd: &mut Command,
+    n: usize,
+) -> (netrunner_blocking::Child, Vec<u32>, KillOnDrop) {
+    let mut guard = KillOnDrop::new("sleep");
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let pids = read_pid_lines(&mut child, n);
+    guard.add(pids.clone());
+    (child, pids, guard)
+}
+
+/// Nothing of `pids` runs within 1 s.
+fn assert_no_survivors(pids: &[u32]) {
+    let left = wait_dead(pids, Duration::from_secs(1));
+    assert!(left.is_empty(), "survivors of the shepherd: {left:?}");
 }
 
 fn is_lost(e: &Error) -> bool {
@@ -44,14 +48,8 @@ fn is_lost(e: &Error) -> bool {
 
 #[test]
 fn wait_reports_the_loss_and_the_background_job_dies_too() {
-    let mut guard = KillOnDrop::new("sleep");
-    let mut child = Command::new("sh")
-        .args(["-c", WITH_BACKGROUND_JOB])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pids = read_pids(&mut child, 2);
-    guard.add(pids.clone());
+    let (mut child, pids, _guard) =
+        spawn_reporting(Command::new("sh").args(["-c", WITH_BACKGROUND_JOB]), 2);
     let killed_at = kill_shepherd_of(child.id());
     let err = child.wait().expect_err("no exit report can come");
     assert!(is_lost(&err), "{err:?}");
@@ -60,29 +58,21 @@ fn wait_reports_the_loss_and_the_background_job_dies_too() {
         "wait() returned {:?} after the shepherd died",
         killed_at.elapsed()
     );
-    let left = wait_dead(&pids, Duration::from_secs(1));
-    assert!(left.is_empty(), "survivors of the shepherd: {left:?}");
+    assert_no_survivors(&pids);
 }
 
 #[test]
 fn dropping_a_child_whose_shepherd_died_unnoticed_takes_the_tree_down() {
-    let mut guard = KillOnDrop::new("sleep");
-    let mut child = Command::new("sh")
-        .args(["-c", WITH_BACKGROUND_JOB])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pids = read_pids(&mut child, 2);
-    guard.add(pids.clone());
-    let shepherd = process::parent_pid_of(child.id() as i32).unwrap() as u32;
+    let (child, pids, _guard) =
+        spawn_reporting(Command::new("sh").args(["-c", WITH_BACKGROUND_JOB]), 2);
+    let shepherd = shepherd_of(child.id());
     kill_shepherd_of(child.id());
     // Nobody reads the socket; the drop finds the shepherd dead.
     assert!(eventually(Duration::from_secs(2), || {
         matches!(process::process_state(shepherd as i32), Ok(b'Z'))
     }));
     drop(child);
-    let left = wait_dead(&pids, Duration::from_secs(1));
-    assert!(left.is_empty(), "survivors of the shepherd: {left:?}");
+    assert_no_survivors(&pids);
 }
 
 #[test]
@@ -111,25 +101,19 @@ fn output_reports_the_loss_and_leaves_nothing() {
         "output() returned {:?} after the shepherd died",
         returned_at.duration_since(killed_at)
     );
-    let left = wait_dead(&pids, Duration::from_secs(1));
-    assert!(left.is_empty(), "survivors of the shepherd: {left:?}");
+    assert_no_survivors(&pids);
 }
 
 #[test]
 fn tokio_wait_reports_the_loss_and_the_tree_dies() {
     netrunner_tests::on_both_runtimes(|| async {
-        use tokio::io::AsyncReadExt;
         let mut guard = KillOnDrop::new("sleep");
         let mut child = netrunner_tokio::Command::new("sh")
             .args(["-c", WITH_BACKGROUND_JOB])
             .stdout(netrunner_tokio::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut buf = Vec::new();
-        while buf.iter().filter(|&&b| b == b'\n').count() < 2 {
-            buf.push(child.stdout.as_mut().unwrap().read_u8().await.unwrap());
-        }
-        let pids = pids_in(&buf);
+        let pids = read_pid_lines_async(&mut child, 2).await;
         guard.add(pids.clone());
         let killed_at = kill_shepherd_of(child.id());
         let err = child.wait().await.expect_err("no exit report can come");
@@ -141,8 +125,7 @@ fn tokio_wait_reports_the_loss_and_the_tree_dies() {
             "{err:?}"
         );
         assert!(killed_at.elapsed() < Duration::from_secs(1));
-        let left = wait_dead(&pids, Duration::from_secs(1));
-        assert!(left.is_empty(), "survivors of the shepherd: {left:?}");
+        assert_no_survivors(&pids);
     });
 }
 
@@ -160,25 +143,21 @@ fn with_a_cgroup_even_setsid_escapees_die_and_the_cgroup_goes() {
                 .trim_start_matches('/'),
         )
         .join(&name);
-    let mut guard = KillOnDrop::new("sleep");
     // The escapee leaves the process group: only the cgroup still holds it.
-    let mut child = Command::new("sh")
-        .args([
-            "-c",
-            "setsid sleep 1000 & echo $!; sleep 1000 & echo $!; echo $$; wait",
-        ])
-        .stdout(Stdio::piped())
-        .cgroup(&name)
-        .spawn()
-        .unwrap();
-    let pids = read_pids(&mut child, 3);
-    guard.add(pids.clone());
+    let (mut child, pids, _guard) = spawn_reporting(
+        Command::new("sh")
+            .args([
+                "-c",
+                "setsid sleep 1000 & echo $!; sleep 1000 & echo $!; echo $$; wait",
+            ])
+            .cgroup(&name),
+        3,
+    );
     assert!(dir.exists());
     kill_shepherd_of(child.id());
     let err = child.wait().expect_err("no exit report can come");
     assert!(is_lost(&err), "{err:?}");
-    let left = wait_dead(&pids, Duration::from_secs(1));
-    assert!(left.is_empty(), "survivors of the shepherd: {left:?}");
+    assert_no_survivors(&pids);
     assert!(
         eventually(Duration::from_secs(5), || !dir.exists()),
         "the cgroup {} is removed",
@@ -256,9 +235,6 @@ fn a_setuid_command_is_taken_down_although_the_kernel_cleared_its_pdeathsig() {
     kill_shepherd_of(pid);
     let err = child.wait().expect_err("no exit report can come");
     assert!(is_lost(&err), "{err:?}");
-    assert!(
-        wait_dead(&[pid], Duration::from_secs(1)).is_empty(),
-        "the set-user-ID command outlived its shepherd"
-    );
+    assert_no_survivors(&[pid]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use netrunner_tests::{eventually, TtySession};
+use netrunner_tests::TtySession;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -60,16 +60,7 @@ fn status_gives_the_command_the_terminal_and_takes_it_back() {
 #[test]
 fn ctrl_c_at_the_terminal_reaches_the_command_not_its_owner() {
     let mut tty = session("echo \"pid=$$\"; exec sleep 100");
-    let text = tty.wait_for("pid=", LIMIT);
-    let pid: u32 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("pid="))
-        .and_then(|p| p.parse().ok())
-        .expect("the command's pid");
-    assert!(
-        eventually(LIMIT, || TtySession::in_foreground(pid)),
-        "the command's group is in the foreground"
-    );
+    tty.foreground_command(LIMIT);
     tty.type_in(b"\x03");
     let text = tty.wait_for("fg=", LIMIT);
     assert!(

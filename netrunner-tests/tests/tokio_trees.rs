@@ -2,20 +2,12 @@
 
 use std::time::Duration;
 
-use netrunner_tests::{next, on_both_runtimes, pids_in, wait_gone, KillOnDrop, STUBBORN_TREE};
+use netrunner_tests::{
+    next, on_both_runtimes, pids_in, read_pid_lines_async, wait_gone, KillOnDrop, STUBBORN_TREE,
+};
 use netrunner_tokio::{Command, Stdio};
-use tokio::io::AsyncReadExt;
 
 const GRACE: Duration = Duration::from_millis(500);
-
-async fn read_pids(child: &mut netrunner_tokio::Child, n: usize) -> Vec<u32> {
-    let stdout = child.stdout.as_mut().unwrap();
-    let mut buf = Vec::new();
-    while buf.iter().filter(|&&b| b == b'\n').count() < n {
-        buf.push(stdout.read_u8().await.unwrap());
-    }
-    pids_in(&buf)
-}
 
 #[test]
 fn owner_killed_with_sigkill_takes_every_descendant_along() {
@@ -39,7 +31,7 @@ fn dropping_a_child_kills_its_tree() {
                 .kill_timeout(GRACE)
                 .spawn()
                 .unwrap();
-            let pids = read_pids(&mut child, n).await;
+            let pids = read_pid_lines_async(&mut child, n).await;
             guard.add(pids.clone());
             assert!(!child.timed_out());
             drop(child);
@@ -107,7 +99,7 @@ fn timeout_holds_even_if_nobody_polls() {
             .kill_timeout(GRACE)
             .spawn()
             .unwrap();
-        let pids = read_pids(&mut child, 4).await;
+        let pids = read_pid_lines_async(&mut child, 4).await;
         guard.add(pids.clone());
         // Block this thread: the shepherd enforces the timeout by itself.
         let left = wait_gone(
