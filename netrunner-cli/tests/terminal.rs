@@ -57,3 +57,17 @@ fn a_timeout_gives_the_terminal_back_too() {
     assert!(text.contains("rc=124"), "{text:?}");
     shell_has_its_terminal_back(&mut tty);
 }
+
+#[test]
+fn a_command_that_ran_its_own_foreground_job_gives_the_terminal_back_on_timeout() {
+    // bash with job control puts `sleep` in a process group of its own and
+    // makes that the foreground group; the timeout kills both. The
+    // terminal must not stay with the dead job's group.
+    let mut tty = session(
+        "--timeout 500ms --kill-timeout 200ms",
+        "exec bash -c 'set -m; sleep 100; echo never'",
+    );
+    let text = tty.wait_for("rc=", LIMIT);
+    assert!(text.contains("rc=124"), "{text:?}");
+    shell_has_its_terminal_back(&mut tty);
+}

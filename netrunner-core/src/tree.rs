@@ -69,7 +69,7 @@ impl TreeHandles {
     /// command's group still holds it. Once; later calls do nothing.
     pub fn give_back_terminal(&mut self) {
         if let (Some(lent), Some(pgid)) = (self.terminal.take(), self.pgid) {
-            netrunner_sys::terminal::hand_foreground(lent.tty.as_fd(), pgid, lent.owner);
+            netrunner_sys::terminal::reclaim_foreground(lent.tty.as_fd(), pgid, lent.owner);
         }
     }
 

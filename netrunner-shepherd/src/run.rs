@@ -213,10 +213,9 @@ fn run() -> io::Result<()> {
         // child or the tree is being taken down.
         if tree.exited.is_none() {
             tree.exited = process::waitid_peek(leader)?;
-            if tree.exited.is_some() && !link.closed {
+            if tree.exited.is_some() {
                 // The job is over: its owner gets the terminal back, as
-                // from a shell. (An owner that died has a parent, usually
-                // that shell, which takes it back itself.)
+                // from a shell.
                 tree.give_back_terminal();
             }
         }
@@ -301,6 +300,9 @@ fn run() -> io::Result<()> {
         watchdog.handle_time(now);
     }
 
+    // Again now that nothing is left: a job the command ran in a group of
+    // its own may have held the terminal until it died.
+    tree.give_back_terminal();
     // Only the leader's zombie is left: reap it, which unpins its pid.
     tree.finished = true;
     let status = process::waitid_blocking(leader)?;
@@ -474,11 +476,16 @@ impl Tree {
         };
     }
 
-    /// Returns the terminal's foreground to the owner's group, if the
-    /// command's group still holds it (once).
-    fn give_back_terminal(&mut self) {
-        if let Some((tty, owner)) = self.terminal.take() {
-            netrunner_sys::terminal::hand_foreground(tty.as_fd(), self.leader, owner);
+    /// Returns the terminal's foreground to the owner's group if the
+    /// command's group, or a group of the tree that has died, holds it.
+    ///
+    /// Also after the owner died: the kernel refuses a group that no longer
+    /// exists, and one that does (the rest of the owner's pipeline) is
+    /// where a shell would put it too; a shell that already took the
+    /// terminal back keeps it.
+    fn give_back_terminal(&self) {
+        if let Some((tty, owner)) = &self.terminal {
+            netrunner_sys::terminal::reclaim_foreground(tty.as_fd(), self.leader, *owner);
         }
     }
 

@@ -41,17 +41,34 @@ pub fn tcgetpgrp(fd: BorrowedFd<'_>) -> io::Result<Pid> {
 /// is: a terminal that someone else took meanwhile is left alone. Returns
 /// whether the foreground changed.
 ///
-/// SIGTTOU is blocked in the calling thread for the call, so a caller in a
-/// background group is not stopped by it. Only system calls (`ioctl`,
-/// `pthread_sigmask`), so a freshly forked child may call it before exec.
-///
 /// # References
 /// - [`tcsetpgrp(3)`](https://man7.org/linux/man-pages/man3/tcsetpgrp.3.html),
 ///   [`TIOCSPGRP`](https://man7.org/linux/man-pages/man2/TIOCSPGRP.2const.html)
 pub fn hand_foreground(fd: BorrowedFd<'_>, from: Pid, to: Pid) -> bool {
-    if rustix::termios::tcgetpgrp(fd).ok() != Some(from) {
+    rustix::termios::tcgetpgrp(fd).ok() == Some(from) && tcsetpgrp_quietly(fd, to)
+}
+
+/// Gives the foreground of terminal `fd` back to `owner` after a command
+/// whose process group is `command` lent it: if `command`'s group holds it,
+/// or a group with no process left does (a job the command ran in a group
+/// of its own, as a shell with job control does, and that died with it).
+/// A live stranger's group, or `owner` itself, keeps it. Returns whether
+/// the foreground changed.
+pub fn reclaim_foreground(fd: BorrowedFd<'_>, command: Pid, owner: Pid) -> bool {
+    let Ok(holder) = rustix::termios::tcgetpgrp(fd) else {
         return false;
-    }
+    };
+    let abandoned = holder != owner
+        && (holder == command
+            || rustix::process::test_kill_process_group(holder) == Err(rustix::io::Errno::SRCH));
+    abandoned && tcsetpgrp_quietly(fd, owner)
+}
+
+/// `tcsetpgrp(fd, to)` with SIGTTOU blocked in the calling thread for the
+/// call, so a caller in a background group is not stopped by it. Only
+/// system calls (`ioctl`, `pthread_sigmask`), so a freshly forked child may
+/// call it before exec.
+fn tcsetpgrp_quietly(fd: BorrowedFd<'_>, to: Pid) -> bool {
     let mut ttou = SigSet::empty();
     ttou.add(NixSignal::SIGTTOU);
     let mut previous = SigSet::empty();
