@@ -1193,6 +1193,22 @@ mod tests {
     }
 
     #[test]
+    fn a_foreground_outside_the_standard_streams_or_without_a_group_is_refused() {
+        for (stdio, owner_pgid) in [(3, 10), (255, 10), (0, 0), (1, u32::MAX), (2, 1 << 31)] {
+            let bad = ToShepherd::Spawn(Box::new(SpawnRequest {
+                foreground: Some(Foreground { stdio, owner_pgid }),
+                ..sample_spawn()
+            }));
+            let frame = bad.to_frame();
+            assert_eq!(
+                ToShepherd::decode(&frame[HEADER_LEN..]),
+                Err(DecodeError::InvalidValue("foreground")),
+                "stdio {stdio}, owner {owner_pgid}"
+            );
+        }
+    }
+
+    #[test]
     fn decoder_reassembles_byte_by_byte() {
         let msgs = all_from_shepherd();
         let mut stream = Vec::new();
