@@ -205,17 +205,23 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
     };
     // The shepherd may be a spare started before this spawn: state what
     // the child must inherit as it is now.
-    let (umask, fingerprint) = spare::snapshot();
-    let cwd = cwd.or_else(|| {
-        std::env::current_dir()
-            .ok()
-            .map(|d| std::os::unix::ffi::OsStringExt::into_vec(d.into_os_string()))
-    });
-    let request = SpawnRequest {
+    let caller = spare::Caller::now();
+    let cwd_fd = match &cwd {
+        Some(dir) if dir.starts_with(b"/") => None,
+        // Relative to, or simply, our working directory: passed as a
+        // descriptor, which names it however it was renamed, deleted or
+        // deeply nested.
+        _ => {
+            passed.push(fd::open_working_directory()?);
+            Some((passed.len() - 1) as u8)
+        }
+    };
+    let mut request = SpawnRequest {
         program: exec_path,
         argv,
         env,
         cwd,
+        cwd_fd,
         stdio: [stdin.spec, stdout.spec, stderr.spec],
         // A terminal's session leader: setsid, then the pty as controlling terminal.
         isolation: if cmd.pty.is_some() {
@@ -232,36 +238,23 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         }),
         cgroup: cgroup.clone(),
         rlimits: netrunner_sys::process::getrlimit_all(),
-        umask,
+        umask: caller.umask,
         foreground: lent_terminal
             .as_ref()
             .map(|(stdio, lent)| netrunner_proto::Foreground {
                 stdio: *stdio,
                 owner_pgid: lent.owner.as_raw_nonzero().get() as u32,
             }),
+        spare_check: None,
     };
-    let mut frames = ToShepherd::Hello {
-        version: PROTOCOL_VERSION,
-    }
-    .to_frame();
-    ToShepherd::Spawn(Box::new(request)).encode(&mut frames);
-
     let path = source.path();
     let spare = match source {
-        ShepherdSource::Embedded(_) => spare::take(path, &fingerprint, start_fresh),
+        ShepherdSource::Embedded(_) => spare::take(path, &caller, start_fresh),
         _ => None,
     };
-    let used_spare = spare.is_some();
-    let first = match spare {
-        Some(started) => started,
-        None => start_fresh(path)?,
-    };
-    let outcome = match handshake(first, &frames, &passed, path) {
-        // A spare can have been killed while it waited; a fresh one cannot.
-        Err(Error::Shepherd(ShepherdError::Lost)) if used_spare => {
-            handshake(start_fresh(path)?, &frames, &passed, path)
-        }
-        other => other,
+    let outcome = match spare {
+        Some((started, check)) => handshake_with_spare(started, check, &mut request, &passed, path),
+        None => handshake(start_fresh(path)?, &frames(&request), &passed, path),
     };
     // The child has its copies (or never will): close ours.
     drop(passed);
@@ -360,6 +353,47 @@ fn handshake(
             Err(e)
         }
     }
+}
+
+/// The frames that start a child: our hello and `request`.
+fn frames(request: &SpawnRequest) -> Vec<u8> {
+    let mut frames = ToShepherd::Hello {
+        version: PROTOCOL_VERSION,
+    }
+    .to_frame();
+    request.encode(&mut frames);
+    frames
+}
+
+/// [`handshake`] with a spare, which must pass `check` first. A spare that
+/// was killed while it waited, or that finds itself unlike the caller, is
+/// replaced by a fresh shepherd, which is the caller's by construction.
+fn handshake_with_spare(
+    spare: Started,
+    check: netrunner_proto::SpareCheck,
+    request: &mut SpawnRequest,
+    passed: &[OwnedFd],
+    path: &std::path::Path,
+) -> Result<(Start, std::process::Child, OwnedFd), Error> {
+    request.spare_check = Some(Box::new(check));
+    let outcome = handshake(spare, &frames(request), passed, path);
+    request.spare_check = None;
+    match outcome {
+        Err(Error::Shepherd(ShepherdError::Lost)) => {}
+        Ok((
+            Start::Failed {
+                stage: SpawnStage::Identity | SpawnStage::Attributes,
+                ..
+            },
+            mut spare,
+            _,
+        )) => {
+            // It exits right after reporting.
+            let _ = spare.wait();
+        }
+        other => return other,
+    }
+    handshake(start_fresh(path)?, &frames(request), passed, path)
 }
 
 /// Starts a shepherd from `path` with a new socket pair.

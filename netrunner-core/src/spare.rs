@@ -5,17 +5,27 @@
 //! spawn takes it and asks a background thread to start the next one. Every
 //! child still has its own shepherd, a child of this process like any other.
 //!
-//! What the spare inherited when it was started could be stale by the time
-//! it is used, or differ because it was started from another thread
-//! (capabilities, seccomp filters and no_new_privs are per thread). So:
-//! - the spawn request carries the working directory, the umask and every
-//!   resource limit as they are *now*, and the shepherd applies them in the
-//!   child;
-//! - everything else a child inherits — ids and groups, capability sets,
-//!   no_new_privs, seccomp, namespaces, cgroup, CPU affinity, nice value —
-//!   is fingerprinted for the calling thread at spawn time, and a spare
-//!   whose fingerprint differs is thrown away: that spawn starts a fresh
-//!   shepherd from the calling thread, exactly as without spares.
+//! A spare was forked earlier, by another thread, and carries that moment's
+//! state; a child it starts must still be the one a shepherd forked by the
+//! calling thread now would start (see [`netrunner_sys::inherit`]):
+//! - the umask, resource limits, environment and working directory (as a
+//!   descriptor) travel in every request and are set in the child;
+//! - per-thread scheduling and placement attributes (nice, policy, I/O
+//!   priority, CPU affinity, personality, timer slack, `oom_score_adj`) are
+//!   read from the calling thread and the spare takes them on before it
+//!   forks;
+//! - the identity (credentials, capabilities, securebits, every namespace
+//!   including `*_for_children`, the root directory and its mount, LSM
+//!   labels, keyring, cgroups, ...) must be equal: the library compares the
+//!   caller's with the refill thread's of when the spare was started, and
+//!   the spare compares it again with its own at spawn time;
+//! - a caller under a seccomp filter or with `no_new_privs` (Landlock)
+//!   cannot be compared and never gets a spare.
+//!
+//! A spare belongs to the process that started it: after a `fork` without
+//! `exec`, the copy never touches the pool it inherited (its lock may be
+//! held by a thread that does not exist in the copy) and starts every
+//! shepherd fresh.
 //!
 //! Only the embedded shepherd has spares: an explicit `shepherd_path` or
 //! `NETRUNNER_SHEPHERD` is always started fresh. A spare that is never
@@ -24,6 +34,10 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock};
+
+use netrunner_proto::SpareCheck;
+use netrunner_sys::inherit;
+use netrunner_sys::process::Pid;
 
 use crate::reaper;
 
@@ -40,84 +54,57 @@ pub struct Started {
 struct Spare {
     started: Started,
     path: PathBuf,
-    fingerprint: Vec<u8>,
+    /// The refill thread's identity and cgroups when it started the spare.
+    identity: Identity,
+}
+
+/// A thread's identity and its process's cgroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    identity: Vec<u8>,
+    cgroups: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
 struct Slot {
     spare: Option<Spare>,
-    /// A spare for this path is wanted.
-    wanted: Option<PathBuf>,
+    /// A spare for this path and identity is wanted.
+    wanted: Option<(PathBuf, Identity)>,
     /// The refill thread is starting one now.
     busy: bool,
 }
 
 struct Pool {
+    /// The process that started the refill thread: the only one that may
+    /// use the pool.
+    owner: Pid,
     slot: Mutex<Slot>,
     changed: Condvar,
 }
 
 static POOL: OnceLock<Option<Pool>> = OnceLock::new();
 
-/// The calling thread's state a child inherits: the umask (which the
-/// request carries) and the fingerprint of everything else (which a spare
-/// must match), from one read of `/proc/thread-self/status`.
-pub fn snapshot() -> (Option<u32>, Vec<u8>) {
-    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
-    let umask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok());
-    (umask, fingerprint_from(&status))
+/// What the calling thread would pass on to a shepherd it forked now.
+#[derive(Debug)]
+pub struct Caller {
+    /// The umask (the request carries it).
+    pub umask: Option<u32>,
+    /// `None` when a spare cannot serve this thread.
+    identity: Option<Identity>,
 }
 
-/// Everything a child inherits from the thread that starts its shepherd and
-/// that the spawn request does not carry, given that thread's status text.
-fn fingerprint_from(status: &str) -> Vec<u8> {
-    const FIELDS: [&str; 13] = [
-        "Uid:",
-        "Gid:",
-        "Groups:",
-        "CapInh:",
-        "CapPrm:",
-        "CapEff:",
-        "CapBnd:",
-        "CapAmb:",
-        "NoNewPrivs:",
-        "Seccomp:",
-        "Seccomp_filters:",
-        "Cpus_allowed_list:",
-        "Mems_allowed_list:",
-    ];
-    let mut fp = Vec::with_capacity(512);
-    for line in status
-        .lines()
-        .filter(|l| FIELDS.iter().any(|f| l.starts_with(f)))
-    {
-        fp.extend_from_slice(line.as_bytes());
-        fp.push(b'\n');
+impl Caller {
+    /// Reads the calling thread's state.
+    pub fn now() -> Caller {
+        let status = inherit::thread_status();
+        let umask = status.as_deref().and_then(inherit::umask_from_status);
+        let identity = status
+            .as_deref()
+            .and_then(inherit::identity)
+            .zip(inherit::cgroups())
+            .map(|(identity, cgroups)| Identity { identity, cgroups });
+        Caller { umask, identity }
     }
-    // The thread's nice value.
-    let tid = rustix::thread::gettid();
-    if let Ok(nice) = rustix::process::getpriority_process(Some(tid)) {
-        fp.extend_from_slice(&nice.to_le_bytes());
-    }
-    // Namespaces, by (device, inode) of their /proc links: one open, then a
-    // relative stat for each.
-    let flags =
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
-    if let Ok(ns) = rustix::fs::open("/proc/thread-self/ns", flags, rustix::fs::Mode::empty()) {
-        for name in ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"] {
-            if let Ok(st) = rustix::fs::statat(&ns, name, rustix::fs::AtFlags::empty()) {
-                fp.extend_from_slice(&st.st_dev.to_le_bytes());
-                fp.extend_from_slice(&st.st_ino.to_le_bytes());
-            }
-        }
-    }
-    if let Ok(cgroup) = std::fs::read("/proc/self/cgroup") {
-        fp.extend_from_slice(&cgroup);
-    }
-    fp
 }
 
 fn discard(spare: Spare) {
@@ -126,32 +113,52 @@ fn discard(spare: Spare) {
     reaper::reap(spare.started.child);
 }
 
-/// The spare for `path`, if one is ready and was started under the same
-/// `fingerprint` (from [`snapshot`] of the calling thread); asks for the
-/// next one either way.
+/// The pool, if this process started it (not a copy made by `fork`).
+fn own_pool() -> Option<&'static Pool> {
+    POOL.get()?
+        .as_ref()
+        .filter(|pool| pool.owner == netrunner_sys::process::getpid())
+}
+
+/// The spare for `path`, if one is ready and can serve `caller`, with the
+/// check it must pass (and the attributes it must take on) before it
+/// starts the child; asks for the next one either way.
 pub fn take(
     path: &Path,
-    fingerprint: &[u8],
+    caller: &Caller,
     start: fn(&Path) -> Result<Started, crate::Error>,
-) -> Option<Started> {
-    let pool = POOL.get_or_init(|| start_refill_thread(start)).as_ref()?;
+) -> Option<(Started, SpareCheck)> {
+    let identity = caller.identity.as_ref()?;
+    let pool = match POOL.get() {
+        Some(_) => own_pool()?,
+        None => POOL.get_or_init(|| start_refill_thread(start)).as_ref()?,
+    };
     let mut slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
     let spare = slot.spare.take();
-    slot.wanted = Some(path.to_owned());
+    slot.wanted = Some((path.to_owned(), identity.clone()));
     pool.changed.notify_all();
     drop(slot);
     let spare = spare?;
-    if spare.path == path && spare.fingerprint == fingerprint {
-        Some(spare.started)
-    } else {
-        discard(spare);
-        None
+    let attributes = inherit::thread_attributes().ok();
+    match attributes {
+        Some(attributes) if spare.path == path && spare.identity == *identity => Some((
+            spare.started,
+            SpareCheck {
+                identity: identity.identity.clone(),
+                cgroups: identity.cgroups.clone(),
+                attributes,
+            },
+        )),
+        _ => {
+            discard(spare);
+            None
+        }
     }
 }
 
 /// The pid of the ready spare, if any (for tests and diagnostics).
 pub fn spare_pid() -> Option<u32> {
-    let pool = POOL.get()?.as_ref()?;
+    let pool = own_pool()?;
     let slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
     slot.spare.as_ref().map(|s| s.started.child.id())
 }
@@ -159,7 +166,7 @@ pub fn spare_pid() -> Option<u32> {
 /// Whether no spare is being started right now (for tests: the process's
 /// children and descriptors are then stable).
 pub fn settled() -> bool {
-    let Some(Some(pool)) = POOL.get() else {
+    let Some(pool) = own_pool() else {
         return true;
     };
     let slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -172,6 +179,7 @@ fn start_refill_thread(start: fn(&Path) -> Result<Started, crate::Error>) -> Opt
         .spawn(move || refill(start))
         .ok()?;
     Some(Pool {
+        owner: netrunner_sys::process::getpid(),
         slot: Mutex::new(Slot::default()),
         changed: Condvar::new(),
     })
@@ -187,16 +195,21 @@ fn refill(start: fn(&Path) -> Result<Started, crate::Error>) {
     };
     let mut slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        let path = match slot.wanted.take() {
-            Some(path) if slot.spare.is_none() => path,
+        let (path, wanted) = match slot.wanted.take() {
+            Some(wanted) if slot.spare.is_none() => wanted,
             _ => {
                 slot = pool.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
         };
+        // Only a spare identical to what the last caller would fork can
+        // serve it; one from a thread that differs (another namespace,
+        // other credentials) would be thrown away unused.
+        if Caller::now().identity.as_ref() != Some(&wanted) {
+            continue;
+        }
         slot.busy = true;
         drop(slot);
-        let (_, fingerprint) = snapshot();
         let started = start(&path);
         slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
         slot.busy = false;
@@ -204,7 +217,7 @@ fn refill(start: fn(&Path) -> Result<Started, crate::Error>) {
             let spare = Spare {
                 started,
                 path,
-                fingerprint,
+                identity: wanted,
             };
             match slot.spare {
                 None => slot.spare = Some(spare),

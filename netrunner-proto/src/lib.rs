@@ -14,7 +14,7 @@
 use static_assertions::const_assert;
 
 /// Version of this wire format; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Bytes in a frame header (the payload length).
 pub const HEADER_LEN: usize = 4;
@@ -139,6 +139,47 @@ pub struct Foreground {
     pub owner_pgid: u32,
 }
 
+/// Per-thread attributes a child inherits from the thread that forks it, as
+/// a fork of the calling thread would pass them on.
+///
+/// A shepherd started ahead of time (a spare) was forked by another thread,
+/// earlier; it takes these on before it starts the child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadAttributes {
+    /// Nice value.
+    pub nice: i32,
+    /// Scheduling policy (`SCHED_*`, without `SCHED_RESET_ON_FORK`).
+    pub sched_policy: u32,
+    /// Static scheduling priority (real-time policies; 0 otherwise).
+    pub sched_priority: u32,
+    /// I/O priority, as `ioprio_get` returns it.
+    pub ioprio: u32,
+    /// CPU affinity mask, 64 CPUs per word, CPU 0 in bit 0 of word 0.
+    pub cpu_affinity: Vec<u64>,
+    /// Execution domain (`personality`).
+    pub personality: u32,
+    /// Timer slack in nanoseconds.
+    pub timer_slack_ns: u64,
+    /// The process's `oom_score_adj`.
+    pub oom_score_adj: i32,
+}
+
+/// What a spare shepherd checks and takes on before it starts the child, so
+/// the child is the one a shepherd forked by the calling thread at that
+/// moment would start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpareCheck {
+    /// The calling thread's identity: everything a child inherits that a
+    /// process cannot take on later (credentials, namespaces, root, ...),
+    /// compared byte for byte with the spare's own.
+    pub identity: Vec<u8>,
+    /// The calling process's `/proc/self/cgroup`; another process can move
+    /// the spare, so it is compared at spawn time.
+    pub cgroups: Vec<u8>,
+    /// Attributes the spare takes on.
+    pub attributes: ThreadAttributes,
+}
+
 /// Everything the shepherd needs to start the child.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnRequest {
@@ -148,8 +189,11 @@ pub struct SpawnRequest {
     pub argv: Vec<Vec<u8>>,
     /// Full environment as `KEY=VALUE` entries.
     pub env: Vec<Vec<u8>>,
-    /// Working directory for the child.
+    /// Working directory for the child; relative to `cwd_fd` when that is set.
     pub cwd: Option<Vec<u8>>,
+    /// Index of the passed descriptor (an `O_PATH` of the owner's working
+    /// directory) the child changes to before `cwd`, if any.
+    pub cwd_fd: Option<u8>,
     /// stdin, stdout, stderr.
     pub stdio: [StdioSpec; 3],
     /// Process group or session.
@@ -168,6 +212,8 @@ pub struct SpawnRequest {
     pub umask: Option<u32>,
     /// The owner's terminal to hand to the command, if any.
     pub foreground: Option<Foreground>,
+    /// For a spare shepherd: what it must match and take on first.
+    pub spare_check: Option<Box<SpareCheck>>,
 }
 
 /// Which processes a signal goes to.
@@ -235,6 +281,15 @@ pub enum SpawnStage {
     Terminal,
     /// Creating or joining the cgroup failed.
     Cgroup,
+    /// A spare shepherd is not identical to the calling thread (start a
+    /// fresh one instead).
+    Identity,
+    /// Taking on the calling thread's scheduling and placement attributes
+    /// failed.
+    Attributes,
+    /// The shepherd cannot keep track of the command's processes here
+    /// (`/proc` speaks another pid namespace and `clone3` is unavailable).
+    Tracking,
 }
 
 impl SpawnStage {
@@ -252,6 +307,9 @@ impl SpawnStage {
             SpawnStage::Limits => 8,
             SpawnStage::Terminal => 9,
             SpawnStage::Cgroup => 10,
+            SpawnStage::Identity => 11,
+            SpawnStage::Attributes => 12,
+            SpawnStage::Tracking => 13,
         }
     }
 
@@ -269,6 +327,9 @@ impl SpawnStage {
             8 => SpawnStage::Limits,
             9 => SpawnStage::Terminal,
             10 => SpawnStage::Cgroup,
+            11 => SpawnStage::Identity,
+            12 => SpawnStage::Attributes,
+            13 => SpawnStage::Tracking,
             _ => return None,
         })
     }
@@ -287,6 +348,9 @@ impl SpawnStage {
             SpawnStage::Limits => "setting resource limits",
             SpawnStage::Terminal => "making the pty the controlling terminal",
             SpawnStage::Cgroup => "creating or joining the cgroup",
+            SpawnStage::Identity => "matching a spare shepherd to the calling thread",
+            SpawnStage::Attributes => "taking on the calling thread's scheduling attributes",
+            SpawnStage::Tracking => "finding a way to track the command's processes",
         }
     }
 }
@@ -561,6 +625,103 @@ impl StdioSpec {
     }
 }
 
+impl Encode for SpawnRequest {
+    /// Encodes the request as a [`ToShepherd::Spawn`] frame, without
+    /// copying it into one.
+    fn encode(&self, out: &mut Vec<u8>) {
+        let req = self;
+        let mut w = Writer::begin(out, tag::SPAWN);
+        w.bytes(&req.program);
+        w.list(&req.argv);
+        w.list(&req.env);
+        match &req.cwd {
+            None => w.u8(0),
+            Some(cwd) => {
+                w.u8(1);
+                w.bytes(cwd);
+            }
+        }
+        for s in req.stdio {
+            s.write(&mut w);
+        }
+        w.u8(match req.isolation {
+            Isolation::ProcessGroup => 0,
+            Isolation::Session => 1,
+        });
+        w.u64(req.kill_timeout_ms);
+        w.opt_u64(req.timeout_ms);
+        match req.pty {
+            None => w.u8(0),
+            Some(p) => {
+                w.u8(1);
+                w.u16(p.rows);
+                w.u16(p.cols);
+                w.bool(p.echo);
+            }
+        }
+        match &req.cgroup {
+            None => w.u8(0),
+            Some(c) => {
+                w.u8(1);
+                w.bytes(&c.path);
+                w.opt_u64(c.memory_max);
+                w.opt_u64(c.pids_max);
+                match c.cpu_max {
+                    None => w.u8(0),
+                    Some((quota, period)) => {
+                        w.u8(1);
+                        w.u64(quota);
+                        w.u64(period);
+                    }
+                }
+            }
+        }
+        w.u32(u32::try_from(req.rlimits.len()).unwrap_or(u32::MAX));
+        for l in &req.rlimits {
+            w.u32(l.resource);
+            w.u64(l.soft);
+            w.u64(l.hard);
+        }
+        w.opt_u64(req.umask.map(u64::from));
+        match req.foreground {
+            None => w.u8(0),
+            Some(f) => {
+                w.u8(1);
+                w.u8(f.stdio);
+                w.u32(f.owner_pgid);
+            }
+        }
+        match req.cwd_fd {
+            None => w.u8(0),
+            Some(i) => {
+                w.u8(1);
+                w.u8(i);
+            }
+        }
+        match &req.spare_check {
+            None => w.u8(0),
+            Some(check) => {
+                w.u8(1);
+                w.bytes(&check.identity);
+                w.bytes(&check.cgroups);
+                let a = &check.attributes;
+                w.i32(a.nice);
+                w.u32(a.sched_policy);
+                w.u32(a.sched_priority);
+                w.u32(a.ioprio);
+                w.u32(u32::try_from(a.cpu_affinity.len()).unwrap_or(u32::MAX));
+                for word in &a.cpu_affinity {
+                    w.u64(*word);
+                }
+                w.u32(a.personality);
+                w.u64(a.timer_slack_ns);
+                w.i32(a.oom_score_adj);
+            }
+        }
+        w.finish();
+    }
+}
+
 impl Encode for ToShepherd {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
@@ -569,70 +730,7 @@ impl Encode for ToShepherd {
                 w.u16(*version);
                 w.finish();
             }
-            ToShepherd::Spawn(req) => {
-                let mut w = Writer::begin(out, tag::SPAWN);
-                w.bytes(&req.program);
-                w.list(&req.argv);
-                w.list(&req.env);
-                match &req.cwd {
-                    None => w.u8(0),
-                    Some(cwd) => {
-                        w.u8(1);
-                        w.bytes(cwd);
-                    }
-                }
-                for s in req.stdio {
-                    s.write(&mut w);
-                }
-                w.u8(match req.isolation {
-                    Isolation::ProcessGroup => 0,
-                    Isolation::Session => 1,
-                });
-                w.u64(req.kill_timeout_ms);
-                w.opt_u64(req.timeout_ms);
-                match req.pty {
-                    None => w.u8(0),
-                    Some(p) => {
-                        w.u8(1);
-                        w.u16(p.rows);
-                        w.u16(p.cols);
-                        w.bool(p.echo);
-                    }
-                }
-                match &req.cgroup {
-                    None => w.u8(0),
-                    Some(c) => {
-                        w.u8(1);
-                        w.bytes(&c.path);
-                        w.opt_u64(c.memory_max);
-                        w.opt_u64(c.pids_max);
-                        match c.cpu_max {
-                            None => w.u8(0),
-                            Some((quota, period)) => {
-                                w.u8(1);
-                                w.u64(quota);
-                                w.u64(period);
-                            }
-                        }
-                    }
-                }
-                w.u32(u32::try_from(req.rlimits.len()).unwrap_or(u32::MAX));
-                for l in &req.rlimits {
-                    w.u32(l.resource);
-                    w.u64(l.soft);
-                    w.u64(l.hard);
-                }
-                w.opt_u64(req.umask.map(u64::from));
-                match req.foreground {
-                    None => w.u8(0),
-                    Some(f) => {
-                        w.u8(1);
-                        w.u8(f.stdio);
-                        w.u32(f.owner_pgid);
-                    }
-                }
-                w.finish();
-            }
+            ToShepherd::Spawn(req) => req.encode(out),
             ToShepherd::Signal { signal, target } => {
                 let mut w = Writer::begin(out, tag::SIGNAL);
                 w.i32(*signal);
@@ -732,7 +830,45 @@ impl Decode for ToShepherd {
                 } else {
                     None
                 };
+                let cwd_fd = if r.bool("cwd fd present")? {
+                    Some(r.u8("cwd fd")?)
+                } else {
+                    None
+                };
+                let spare_check = if r.bool("spare check present")? {
+                    let identity = r.bytes("identity")?;
+                    let cgroups = r.bytes("cgroups")?;
+                    let nice = r.i32("nice")?;
+                    let sched_policy = r.u32("scheduling policy")?;
+                    let sched_priority = r.u32("scheduling priority")?;
+                    let ioprio = r.u32("I/O priority")?;
+                    let words = r.u32("affinity length")? as usize;
+                    if words > r.buf.len() / 8 {
+                        return Err(DecodeError::Truncated("affinity"));
+                    }
+                    let cpu_affinity = (0..words)
+                        .map(|_| r.u64("affinity"))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Some(Box::new(SpareCheck {
+                        identity,
+                        cgroups,
+                        attributes: ThreadAttributes {
+                            nice,
+                            sched_policy,
+                            sched_priority,
+                            ioprio,
+                            cpu_affinity,
+                            personality: r.u32("personality")?,
+                            timer_slack_ns: r.u64("timer slack")?,
+                            oom_score_adj: r.i32("oom_score_adj")?,
+                        },
+                    }))
+                } else {
+                    None
+                };
                 ToShepherd::Spawn(Box::new(SpawnRequest {
+                    cwd_fd,
+                    spare_check,
                     umask,
                     foreground,
                     program,
@@ -1008,6 +1144,21 @@ mod tests {
                 stdio: 2,
                 owner_pgid: 4321,
             }),
+            cwd_fd: Some(3),
+            spare_check: Some(Box::new(SpareCheck {
+                identity: b"Uid: 0 0 0 0".to_vec(),
+                cgroups: b"0::/user.slice".to_vec(),
+                attributes: ThreadAttributes {
+                    nice: -5,
+                    sched_policy: 3,
+                    sched_priority: 0,
+                    ioprio: (3 << 13) | 7,
+                    cpu_affinity: vec![0b1010, 1 << 63],
+                    personality: 0x0040000,
+                    timer_slack_ns: 123_456,
+                    oom_score_adj: -1000,
+                },
+            })),
         }
     }
 
@@ -1025,6 +1176,8 @@ mod tests {
                 rlimits: vec![],
                 umask: None,
                 foreground: None,
+                cwd_fd: None,
+                spare_check: None,
                 argv: vec![],
                 env: vec![],
                 isolation: Isolation::ProcessGroup,

@@ -118,6 +118,11 @@ fn run() -> io::Result<()> {
     let null = fd::open_dev_null()?;
     rustix::stdio::dup2_stdin(&null)?;
     let mut signals = SignalFd::block_and_open(&HANDLED_SIGNALS)?;
+    // A shepherd pins nothing: the command's working directory comes as a
+    // descriptor with the request. Our name is ours whatever we were
+    // executed as (a memfd's descriptor number, a temporary file).
+    rustix::process::chdir("/")?;
+    let _ = rustix::thread::set_name(c"netrunner-shepherd");
 
     let mut link = Link {
         sock,
@@ -132,10 +137,22 @@ fn run() -> io::Result<()> {
     #[cfg(target_os = "linux")]
     process::set_child_subreaper()?;
 
+    // A spare waits here, maybe long: it reads its own identity while idle,
+    // so that comparing it with the caller's costs nothing at spawn time.
+    let mut own_identity: Option<Option<Vec<u8>>> = None;
     let request = loop {
         let mut pfd = [PollFd::new(&link.sock, PollFlags::IN)];
-        match rustix::event::poll(&mut pfd, None) {
+        let now = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let timeout = own_identity.is_none().then_some(&now);
+        match rustix::event::poll(&mut pfd, timeout) {
             Err(rustix::io::Errno::INTR) => continue,
+            Ok(0) => {
+                own_identity = Some(own_identity_now());
+                continue;
+            }
             other => other?,
         };
         let mut msgs = link.receive().into_iter();
@@ -147,11 +164,16 @@ fn run() -> io::Result<()> {
         }
     };
 
+    let started = match &request.spare_check {
+        Some(check) => become_like_caller(check, &mut own_identity),
+        None => Ok(()),
+    }
+    .and_then(|()| start_child(&request, &link.fds, &null));
     let Launched {
         leader,
         cgroup,
         terminal,
-    } = match start_child(&request, &link.fds, &null) {
+    } = match started {
         Ok(started) => started,
         Err(failure) => {
             link.send(&FromShepherd::SpawnFailed {
@@ -323,6 +345,38 @@ fn run() -> io::Result<()> {
     Ok(())
 }
 
+/// This process's identity (see [`netrunner_sys::inherit::identity`]).
+fn own_identity_now() -> Option<Vec<u8>> {
+    netrunner_sys::inherit::thread_status().and_then(|s| netrunner_sys::inherit::identity(&s))
+}
+
+/// For a spare: proves it has the caller's identity and cgroups, then takes
+/// on the caller's thread attributes, so that the child it forks is the one
+/// a shepherd forked by the caller now would fork. A mismatch is
+/// [`SpawnStage::Identity`]: the owner then starts a fresh shepherd.
+fn become_like_caller(
+    check: &netrunner_proto::SpareCheck,
+    own_identity: &mut Option<Option<Vec<u8>>>,
+) -> Result<(), process::SpawnFailure> {
+    let identity = own_identity.get_or_insert_with(own_identity_now);
+    let same = identity.as_deref() == Some(&check.identity[..])
+        && netrunner_sys::inherit::cgroups().as_deref() == Some(&check.cgroups[..]);
+    if !same {
+        return Err(process::SpawnFailure {
+            stage: SpawnStage::Identity,
+            errno: rustix::io::Errno::STALE.raw_os_error(),
+        });
+    }
+    netrunner_sys::inherit::apply_thread_attributes(&check.attributes).map_err(|e| {
+        process::SpawnFailure {
+            stage: SpawnStage::Attributes,
+            errno: e
+                .raw_os_error()
+                .unwrap_or(rustix::io::Errno::INVAL.raw_os_error()),
+        }
+    })
+}
+
 /// What [`start_child`] started and what the rest of the run needs of it.
 struct Launched {
     leader: Pid,
@@ -358,6 +412,15 @@ fn start_child(
     )
     .map_err(|_| request_error(rustix::io::Errno::INVAL.raw_os_error()))?
     .with_limits(&req.rlimits, req.umask);
+    let plan = match req.cwd_fd {
+        Some(i) => plan.with_cwd_fd(
+            passed
+                .get(usize::from(i))
+                .ok_or_else(|| request_error(rustix::io::Errno::BADF.raw_os_error()))?
+                .as_fd(),
+        ),
+        None => plan,
+    };
     let plan = if req.pty.is_some() {
         plan.with_controlling_terminal()
     } else {

@@ -41,6 +41,20 @@ pub fn is_cloexec(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(rustix::io::fcntl_getfd(fd)?.contains(FdFlags::CLOEXEC))
 }
 
+/// An `O_PATH` descriptor of the calling process's working directory: it
+/// names the directory itself, not its path, so it stays valid when the
+/// directory is renamed or deleted, whatever the path's length.
+///
+/// # References
+/// - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html) (`O_PATH`)
+pub fn open_working_directory() -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        ".",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
+}
+
 /// `open("/dev/null", O_RDWR | O_CLOEXEC)`.
 pub fn open_dev_null() -> io::Result<OwnedFd> {
     Ok(rustix::fs::open(

@@ -12,6 +12,7 @@
 
 pub mod cgroup;
 pub mod fd;
+pub mod inherit;
 pub mod memfd;
 pub mod process;
 pub mod pty;

@@ -31,6 +31,8 @@ pub struct ExecPlan<'a> {
     argv_ptrs: Vec<*const c_char>,
     envp_ptrs: Vec<*const c_char>,
     cwd: Option<CString>,
+    /// The directory `cwd` is relative to (or the working directory itself).
+    cwd_fd: Option<BorrowedFd<'a>>,
     isolation: Isolation,
     /// Limits to set in the child: only those that differ from ours.
     rlimits: Vec<(u32, libc::rlimit)>,
@@ -80,6 +82,7 @@ impl<'a> ExecPlan<'a> {
             _argv: argv,
             _envp: envp,
             cwd,
+            cwd_fd: None,
             isolation,
             rlimits: Vec::new(),
             umask: None,
@@ -107,6 +110,15 @@ impl<'a> ExecPlan<'a> {
         if stdio < 3 {
             self.foreground = Some((stdio, owner));
         }
+        self
+    }
+
+    /// Has the child change to the directory open as `dir` (an `O_PATH`
+    /// descriptor will do) before the plan's `cwd`, which is then relative
+    /// to it: the working directory reaches the child however long its
+    /// path, and even when it has been renamed or deleted.
+    pub fn with_cwd_fd(mut self, dir: BorrowedFd<'a>) -> Self {
+        self.cwd_fd = Some(dir);
         self
     }
 
@@ -351,6 +363,11 @@ fn child_after_fork(
         }
     }
 
+    if let Some(dir) = plan.cwd_fd {
+        if let Err(e) = rustix::process::fchdir(dir) {
+            fail(SpawnStage::Chdir, errno(e));
+        }
+    }
     if let Some(cwd) = &plan.cwd {
         if let Err(e) = rustix::process::chdir(cwd.as_c_str()) {
             fail(SpawnStage::Chdir, errno(e));

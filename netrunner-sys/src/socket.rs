@@ -9,8 +9,9 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
-/// Most descriptors one message may carry.
-pub const MAX_FDS_PER_MESSAGE: usize = 3;
+/// Most descriptors one message may carry: three standard streams and a
+/// working directory.
+pub const MAX_FDS_PER_MESSAGE: usize = 4;
 
 /// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
 ///
