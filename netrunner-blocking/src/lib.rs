@@ -233,6 +233,17 @@ struct Link {
     socket: Option<OwnedFd>,
 }
 
+impl Drop for Link {
+    /// The shepherd learns now that we are gone, before the state's drop
+    /// reaps it: by a shutdown, which also reaches it when a `fork` copy of
+    /// this process holds another descriptor of the socket.
+    fn drop(&mut self) {
+        if let Some(sock) = &self.socket {
+            let _ = netrunner_sys::socket::shutdown(sock.as_fd());
+        }
+    }
+}
+
 impl Link {
     /// Writes whatever the machine wants sent.
     fn flush(&mut self) -> Result<(), Error> {

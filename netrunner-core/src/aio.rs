@@ -128,6 +128,17 @@ pub struct AsyncLink {
     socket: Option<Box<dyn AsyncFd>>,
 }
 
+impl Drop for AsyncLink {
+    /// The shepherd learns now that we are gone, before the state's drop
+    /// reaps it: by a shutdown, which also reaches it when a `fork` copy of
+    /// this process holds another descriptor of the socket.
+    fn drop(&mut self) {
+        if let Some(sock) = &self.socket {
+            let _ = netrunner_sys::socket::shutdown(sock.fd());
+        }
+    }
+}
+
 impl AsyncLink {
     /// Writes pending requests; `Pending` only if the socket is full.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {

@@ -28,6 +28,10 @@ struct Orphan {
 }
 
 struct Reaper {
+    /// The process that started the thread: a `fork` copy of it has no
+    /// such thread, and the shepherds it starts are not the thread's
+    /// process's children.
+    owner: rustix::process::Pid,
     queue: Mutex<Vec<Orphan>>,
     wake: OwnedFd,
 }
@@ -40,9 +44,25 @@ pub fn reap(mut child: std::process::Child) {
     if !matches!(child.try_wait(), Ok(None)) {
         return;
     }
-    let Some(reaper) = REAPER.get_or_init(start).as_ref() else {
-        // No thread could be started: wait inline rather than leak a zombie.
-        let _ = child.wait();
+    let reaper = REAPER.get_or_init(start).as_ref();
+    let Some(reaper) = reaper.filter(|r| r.owner == rustix::process::getpid()) else {
+        // No thread of ours to hand it to (none could be started, or we are
+        // a `fork` copy of the process that started it): a thread of its
+        // own, or, failing that, wait here rather than leak a zombie.
+        let (send, receive) = std::sync::mpsc::channel::<std::process::Child>();
+        let waiter = std::thread::Builder::new().spawn(move || {
+            if let Ok(mut child) = receive.recv() {
+                let _ = child.wait();
+            }
+        });
+        match waiter {
+            Ok(_) => {
+                let _ = send.send(child);
+            }
+            Err(_) => {
+                let _ = child.wait();
+            }
+        }
         return;
     };
     #[cfg(target_os = "linux")]
@@ -75,6 +95,7 @@ fn start() -> Option<Reaper> {
         .spawn(move || run(wake_r))
         .ok()?;
     Some(Reaper {
+        owner: rustix::process::getpid(),
         queue: Mutex::new(Vec::new()),
         wake: wake_w,
     })

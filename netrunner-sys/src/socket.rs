@@ -73,6 +73,16 @@ pub fn send(sock: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// Shuts the socket down both ways: the peer reads end of stream now, even
+/// while other descriptors of the socket stay open (a copy of this process
+/// made by `fork`).
+///
+/// # References
+/// - [`shutdown(2)`](https://man7.org/linux/man-pages/man2/shutdown.2.html)
+pub fn shutdown(sock: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Both)?)
+}
+
 /// `recvmsg(MSG_CMSG_CLOEXEC)`: reads bytes, collecting any passed descriptors.
 ///
 /// Received descriptors are close-on-exec from birth and appended to `fds`.

@@ -1,0 +1,269 @@
+//! A child started through a spare shepherd has the security context a
+//! `std::process` child started at the same moment has: root directory,
+//! namespaces, seccomp filters; and a `fork` copy of the owner never uses
+//! the parent's spare or reaper.
+//!
+//! These tests need `unsafe` (fork, seccomp, unshare), so they live in the
+//! crate that holds it. Those that need root say so and skip without it.
+
+use std::time::Duration;
+
+use netrunner_tests::{eventually, settle, wait_gone};
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Output of `sh -c script` through netrunner and through std, which must
+/// be equal (status, stdout, stderr); returns netrunner's stdout.
+fn both_agree(script: &str) -> String {
+    let ours = netrunner_blocking::Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let theirs = std::process::Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let ours = (ours.status.code(), ours.stdout, ours.stderr);
+    let theirs = (theirs.status.code(), theirs.stdout, theirs.stderr);
+    assert_eq!(ours, theirs, "netrunner's child differs from std's");
+    String::from_utf8(ours.1).unwrap()
+}
+
+/// Spawns once so that a spare exists, and waits until it is ready.
+fn with_spare_ready() {
+    netrunner_blocking::Command::new("true").status().unwrap();
+    assert!(eventually(Duration::from_secs(5), || settle()
+        && netrunner_core::spare::spare_pid().is_some()));
+}
+
+/// Runs `program args` from the calling thread (so in its namespaces).
+fn run(program: &str, args: &[&str]) {
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{program} {args:?}: {status}");
+}
+
+/// Gives the calling thread a mount namespace of its own, whose mounts do
+/// not propagate to the host's.
+fn private_mount_namespace() {
+    // SAFETY: CLONE_NEWNS (with the CLONE_FS it implies) only detaches this
+    // thread's mount namespace and filesystem context (root, cwd, umask);
+    // no descriptor, memory or other thread's state changes.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
+    run("mount", &["--make-rprivate", "/"]);
+}
+
+#[test]
+fn a_chroot_after_the_spare_is_the_childs_root() {
+    if !is_root() {
+        eprintln!("skipped: chroot and mounts need root");
+        return;
+    }
+    // The jail lives on a tmpfs in this thread's own mount namespace, gone
+    // with it: /usr, /proc and /dev bound in.
+    private_mount_namespace();
+    run("mount", &["-t", "tmpfs", "netrunner-jail", "/mnt"]);
+    for dir in ["usr", "proc", "dev", "tmp"] {
+        std::fs::create_dir(format!("/mnt/{dir}")).unwrap();
+    }
+    run("mount", &["--rbind", "/usr", "/mnt/usr"]);
+    run("mount", &["--rbind", "/proc", "/mnt/proc"]);
+    run("mount", &["--rbind", "/dev", "/mnt/dev"]);
+    for link in ["bin", "lib", "lib64", "sbin"] {
+        if let Ok(target) = std::fs::read_link(format!("/{link}")) {
+            std::os::unix::fs::symlink(target, format!("/mnt/{link}")).unwrap();
+        }
+    }
+    std::fs::write("/mnt/jail-marker", b"").unwrap();
+
+    with_spare_ready();
+    rustix::process::chroot("/mnt").unwrap();
+    std::env::set_current_dir("/").unwrap();
+    let root = both_agree("ls /");
+    assert!(root.contains("jail-marker\n"), "{root}");
+    // And from a spare started inside the jail.
+    with_spare_ready();
+    assert_eq!(both_agree("ls /"), root);
+}
+
+#[test]
+fn a_private_mount_namespace_after_the_spare_is_the_childs() {
+    if !is_root() {
+        eprintln!("skipped: mounts need root");
+        return;
+    }
+    with_spare_ready();
+    let view = std::thread::spawn(|| {
+        private_mount_namespace();
+        run("mount", &["-t", "tmpfs", "netrunner-private", "/mnt"]);
+        std::fs::write("/mnt/private-marker", b"").unwrap();
+        both_agree("ls /mnt; readlink /proc/self/ns/mnt")
+    })
+    .join()
+    .unwrap();
+    assert!(view.starts_with("private-marker\n"), "{view}");
+}
+
+/// Installs a seccomp filter that allows everything on the calling thread:
+/// harmless, but a filter a child inherits.
+fn install_allow_all_filter() {
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const BPF_RET_K: u16 = 0x06;
+    let allow = [nix::libc::sock_filter {
+        code: BPF_RET_K,
+        jt: 0,
+        jf: 0,
+        k: SECCOMP_RET_ALLOW,
+    }];
+    let prog = nix::libc::sock_fprog {
+        len: 1,
+        filter: allow.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `allow`, one valid instruction, and both live
+    // on this stack for the whole call; the kernel copies the program.
+    let rc = unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_SET_SECCOMP,
+            nix::libc::SECCOMP_MODE_FILTER,
+            &prog as *const nix::libc::sock_fprog,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_seccomp_filter_after_the_spare_is_the_childs() {
+    if !is_root() {
+        eprintln!("skipped: a filter without no_new_privs needs CAP_SYS_ADMIN");
+        return;
+    }
+    with_spare_ready();
+    let view = std::thread::spawn(|| {
+        install_allow_all_filter();
+        both_agree("grep -E '^(NoNewPrivs|Seccomp)' /proc/self/status")
+    })
+    .join()
+    .unwrap();
+    assert!(
+        view.contains("Seccomp:\t2\nSeccomp_filters:\t1\n"),
+        "{view}"
+    );
+    assert!(view.contains("NoNewPrivs:\t0\n"), "{view}");
+}
+
+/// What the `fork` copy does, in both processes at once: spawns and drops
+/// children, checking each shepherd is this process's own child and each
+/// dropped command dies. Returns what went wrong, if anything.
+fn spawn_and_drop_round(forbidden_spare: Option<u32>) -> Result<(), String> {
+    let me = std::process::id();
+    for _ in 0..3 {
+        let child = netrunner_blocking::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .map_err(|e| format!("spawn: {e}"))?;
+        let pid = child.id();
+        let shepherd = netrunner_sys::process::parent_pid_of(pid as i32)
+            .map_err(|e| format!("parent of {pid}: {e}"))? as u32;
+        if Some(shepherd) == forbidden_spare {
+            return Err(format!("{me} used the other process's spare {shepherd}"));
+        }
+        let owner = netrunner_sys::process::parent_pid_of(shepherd as i32)
+            .map_err(|e| format!("parent of {shepherd}: {e}"))? as u32;
+        if owner != me {
+            return Err(format!("{me}: shepherd {shepherd} belongs to {owner}"));
+        }
+        drop(child);
+        if !wait_gone(&[pid], Duration::from_secs(7)).is_empty() {
+            return Err(format!("{me}: dropped command {pid} still runs"));
+        }
+    }
+    let out = netrunner_blocking::Command::new("echo")
+        .arg("fine")
+        .output()
+        .map_err(|e| format!("output: {e}"))?;
+    if out.stdout != b"fine\n" {
+        return Err(format!("{me}: output {out:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_fork_copy_of_the_owner_has_its_own_shepherds_and_no_hang() {
+    // The parent has a reaper thread, a live child and a ready spare.
+    let before = netrunner_blocking::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    drop(
+        netrunner_blocking::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap(),
+    );
+    with_spare_ready();
+    let spare = netrunner_core::spare::spare_pid();
+    // The copy stays alive until the parent closes this pipe's write end.
+    let (hold_r, hold_w) = netrunner_sys::fd::pipe2_cloexec().unwrap();
+
+    // SAFETY: fork in a process with other threads (the test harness, the
+    // refill and reaper threads): the copy runs only this thread. It takes
+    // no lock another thread could hold right now: settle() above saw the
+    // refill thread idle, the reaper has nothing queued, glibc resets its
+    // malloc locks in the copy, and the copy never touches the inherited
+    // pool or reaper (which is what this test checks). It leaves with _exit.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            drop(hold_w);
+            let verdict = std::panic::catch_unwind(|| spawn_and_drop_round(spare))
+                .unwrap_or(Err("panicked".to_owned()));
+            let _ = rustix::io::read(&hold_r, &mut [0u8; 1]);
+            if let Err(e) = &verdict {
+                eprintln!("fork copy: {e}");
+            }
+            // SAFETY: _exit ends the copy without running the parent's
+            // atexit handlers or flushing its stdio buffers.
+            unsafe { nix::libc::_exit(i32::from(verdict.is_err())) }
+        }
+        nix::unistd::ForkResult::Parent { child: copy } => {
+            // Our own drop kills our command although the copy holds a
+            // descriptor of its shepherd's socket.
+            let held = before.id();
+            drop(before);
+            let survived = wait_gone(&[held], Duration::from_secs(7));
+            let ours = spawn_and_drop_round(None);
+            drop(hold_w);
+            let status = wait_for_copy(copy, Duration::from_secs(60));
+            assert!(
+                survived.is_empty(),
+                "a child dropped while a fork copy lives kept running"
+            );
+            ours.unwrap();
+            assert_eq!(
+                status,
+                Some(nix::sys::wait::WaitStatus::Exited(copy, 0)),
+                "the fork copy failed (its stderr says why) or hung"
+            );
+        }
+    }
+}
+
+/// Waits for the fork copy, killing it after `limit`.
+fn wait_for_copy(copy: nix::unistd::Pid, limit: Duration) -> Option<nix::sys::wait::WaitStatus> {
+    let flags = Some(nix::sys::wait::WaitPidFlag::WNOHANG);
+    let mut status = None;
+    let done = eventually(limit, || {
+        status = nix::sys::wait::waitpid(copy, flags)
+            .ok()
+            .filter(|s| *s != nix::sys::wait::WaitStatus::StillAlive);
+        status.is_some()
+    });
+    if !done {
+        let _ = nix::sys::signal::kill(copy, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(copy, None);
+    }
+    status
+}
