@@ -14,7 +14,7 @@ use netrunner_sys::{fd, socket};
 use crate::command::{Prepared, Stdio, StdioMode};
 use crate::error::ShepherdError;
 use crate::machine::{ChildMachine, Event};
-use crate::shepherd_exe::ShepherdSource;
+use crate::shepherd_exe::{EmbeddedCopy, ShepherdSource};
 use crate::spare::{self, Started};
 use crate::tree::{LentTerminal, TreeHandles};
 use crate::{shepherd_exe, Command, Error};
@@ -203,9 +203,6 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         None if cmd.foreground => foreground_terminal(&plan)?,
         _ => None,
     };
-    // The shepherd may be a spare started before this spawn: state what
-    // the child must inherit as it is now.
-    let caller = spare::Caller::now();
     let cwd_fd = match &cwd {
         Some(dir) if dir.starts_with(b"/") => None,
         // Relative to, or simply, our working directory: passed as a
@@ -237,8 +234,9 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
             echo: c.echo,
         }),
         cgroup: cgroup.clone(),
-        rlimits: netrunner_sys::process::getrlimit_all(),
-        umask: caller.umask,
+        // A fresh shepherd inherits these by being forked; a spare is told.
+        rlimits: Vec::new(),
+        umask: None,
         foreground: lent_terminal
             .as_ref()
             .map(|(stdio, lent)| netrunner_proto::Foreground {
@@ -247,29 +245,45 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
             }),
         spare_check: None,
     };
-    let path = source.path();
     let spare = match source {
-        ShepherdSource::Embedded(_) => spare::take(path, &caller, start_fresh),
+        ShepherdSource::Embedded(_) => spare::take(&source, start_fresh),
         _ => None,
     };
     let outcome = match spare {
-        Some((started, check)) => handshake_with_spare(started, check, &mut request, &passed, path),
-        None => handshake(start_fresh(path)?, &frames(&request), &passed, path),
+        Some(taken) => handshake_with_spare(taken, &mut request, &passed, &source),
+        None => start_fresh(&source).and_then(|(started, source)| {
+            handshake(started, &frames(&request), &passed, &source.path())
+        }),
     };
     // The child has its copies (or never will): close ours.
     drop(passed);
     let (machine, mut shepherd, ours) = outcome?;
     match machine {
         Start::Started {
-            machine,
+            mut machine,
             leader_pidfd,
         } => {
+            // Children born into another pid namespace (the caller did
+            // unshare(CLONE_NEWPID)): the shepherd numbers the command as
+            // that namespace does, ids and group signals here need ours.
+            // Unknown (no /proc here): no pgid, so no group signal by number.
+            let pgid = if machine.shepherd_pid() == Some(shepherd.id()) {
+                machine
+                    .pid()
+                    .and_then(|p| netrunner_sys::process::Pid::from_raw(p as i32))
+            } else {
+                let ours = leader_pidfd
+                    .as_ref()
+                    .and_then(|fd| netrunner_sys::process::pidfd_pid(fd.as_fd()).ok());
+                if let Some(pid) = ours {
+                    machine.handle_pid_in_our_namespace(pid.as_raw_nonzero().get() as u32);
+                }
+                ours
+            };
             fd::set_nonblocking(ours.as_fd(), true)?;
             let tree = TreeHandles {
                 leader: leader_pidfd,
-                pgid: machine
-                    .pid()
-                    .and_then(|p| netrunner_sys::process::Pid::from_raw(p as i32)),
+                pgid,
                 cgroup: cgroup
                     .as_ref()
                     .map(|c| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&c.path))),
@@ -369,15 +383,20 @@ fn frames(request: &SpawnRequest) -> Vec<u8> {
 /// was killed while it waited, or that finds itself unlike the caller, is
 /// replaced by a fresh shepherd, which is the caller's by construction.
 fn handshake_with_spare(
-    spare: Started,
-    check: netrunner_proto::SpareCheck,
+    taken: spare::Taken,
     request: &mut SpawnRequest,
     passed: &[OwnedFd],
-    path: &std::path::Path,
+    source: &ShepherdSource,
 ) -> Result<(Start, std::process::Child, OwnedFd), Error> {
-    request.spare_check = Some(Box::new(check));
-    let outcome = handshake(spare, &frames(request), passed, path);
+    // The spare was forked earlier, by another thread: it is told what a
+    // fork of the caller would have inherited.
+    request.spare_check = Some(Box::new(taken.check));
+    request.umask = taken.umask;
+    request.rlimits = netrunner_sys::process::getrlimit_all();
+    let outcome = handshake(taken.started, &frames(request), passed, &source.path());
     request.spare_check = None;
+    request.umask = None;
+    request.rlimits.clear();
     match outcome {
         Err(Error::Shepherd(ShepherdError::Lost)) => {}
         Ok((
@@ -393,37 +412,84 @@ fn handshake_with_spare(
         }
         other => return other,
     }
-    handshake(start_fresh(path)?, &frames(request), passed, path)
+    let (started, source) = start_fresh(source)?;
+    handshake(started, &frames(request), passed, &source.path())
 }
 
-/// Starts a shepherd from `path` with a new socket pair.
-fn start_fresh(path: &std::path::Path) -> Result<Started, Error> {
+/// Starts a shepherd from `source` with a new socket pair; returns it and
+/// the source it was started from, which is a file copy of the embedded
+/// shepherd if executing its memfd was refused.
+fn start_fresh(source: &ShepherdSource) -> Result<(Started, ShepherdSource), Error> {
     let (ours, theirs) = socket::socketpair_stream()?;
-    let child = start_shepherd(path, theirs)?;
-    Ok(Started {
-        child,
-        socket: ours,
-    })
+    let launch_error = |source: &ShepherdSource, e: io::Error| -> Error {
+        ShepherdError::Launch {
+            path: source.path(),
+            source: e,
+        }
+        .into()
+    };
+    let (child, source) = match start_shepherd(source, &theirs) {
+        Ok(child) => (child, source.clone()),
+        Err(refused) if memfd_refused(source, &refused) => {
+            let file = shepherd_exe::fall_back_to_file(&format!(
+                "executing the memfd was refused: {refused}"
+            ))?;
+            let child = start_shepherd(&file, &theirs).map_err(|e| launch_error(&file, e))?;
+            (child, file)
+        }
+        Err(e) => return Err(launch_error(source, e)),
+    };
+    Ok((
+        Started {
+            child,
+            socket: ours,
+        },
+        source,
+    ))
+}
+
+/// Whether `error`, starting `source`, means this system does not execute
+/// memfds (`vm.memfd_noexec`, an LSM or seccomp policy, an old kernel that
+/// refuses a writable one).
+fn memfd_refused(source: &ShepherdSource, error: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(source, ShepherdSource::Embedded(EmbeddedCopy::Memfd(_)))
+        && [
+            Errno::ACCESS,
+            Errno::PERM,
+            Errno::TXTBSY,
+            Errno::NOSYS,
+            Errno::NOEXEC,
+        ]
+        .iter()
+        .any(|e| error.raw_os_error() == Some(e.raw_os_error()))
 }
 
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn start_shepherd(path: &std::path::Path, socket: OwnedFd) -> Result<std::process::Child, Error> {
+/// Runs `source` with `socket` as its stdin, in a process group of its own.
+fn start_shepherd(source: &ShepherdSource, socket: &OwnedFd) -> io::Result<std::process::Child> {
     let mut attempts = 0;
     loop {
         // A process group of its own: signals aimed at the owner's group
         // (job control, a group kill) must not reach the watchdog, which
         // learns of its owner's death from the socket alone.
-        let result = std::process::Command::new(path)
-            .process_group(0)
-            .stdin(std::process::Stdio::from(socket.try_clone()?))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
+        let mut result = Err(io::Error::from(io::ErrorKind::NotFound));
+        for mut command in source.commands() {
+            result = command
+                .process_group(0)
+                .stdin(std::process::Stdio::from(socket.try_clone()?))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            // Only a missing /proc makes the next way worth trying.
+            if !matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+                break;
+            }
+        }
         match result {
-            Ok(child) => return Ok(child),
             // While another thread forks, its child briefly holds a copy of
             // any descriptor open for writing, including the memfd during
             // the one-time embedding; exec then fails with ETXTBSY. Retry.
@@ -434,13 +500,7 @@ fn start_shepherd(path: &std::path::Path, socket: OwnedFd) -> Result<std::proces
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(source) => {
-                return Err(ShepherdError::Launch {
-                    path: path.to_owned(),
-                    source,
-                }
-                .into());
-            }
+            other => return other,
         }
     }
 }
@@ -605,7 +665,11 @@ mod tests {
             version: PROTOCOL_VERSION,
         }
         .to_frame();
-        FromShepherd::Started { pid: 42 }.encode(&mut frames);
+        FromShepherd::Started {
+            pid: 42,
+            shepherd_pid: 1,
+        }
+        .encode(&mut frames);
         socket::send(peer.as_fd(), &frames).unwrap();
         match await_start(
             ours.as_fd(),

@@ -221,7 +221,11 @@ mod tests {
             version: PROTOCOL_VERSION,
         }
         .to_frame();
-        FromShepherd::Started { pid: 1 }.encode(&mut bytes);
+        FromShepherd::Started {
+            pid: 1,
+            shepherd_pid: 1,
+        }
+        .encode(&mut bytes);
         FromShepherd::Exited {
             status: WireStatus::Code(0),
             rusage: Rusage::default(),

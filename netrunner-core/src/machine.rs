@@ -71,6 +71,7 @@ pub struct ChildMachine {
     started_at: Instant,
     state: State,
     pid: Option<u32>,
+    shepherd_pid: Option<u32>,
     events: VecDeque<Event>,
     transmit: Vec<u8>,
     terminate_requested: bool,
@@ -84,6 +85,7 @@ impl ChildMachine {
             started_at: now,
             state: State::Starting,
             pid: None,
+            shepherd_pid: None,
             events: VecDeque::new(),
             transmit: Vec::new(),
             terminate_requested: false,
@@ -110,8 +112,9 @@ impl ChildMachine {
 
     fn handle_message(&mut self, now: Instant, msg: FromShepherd) {
         match (self.state, msg) {
-            (State::Starting, FromShepherd::Started { pid }) => {
+            (State::Starting, FromShepherd::Started { pid, shepherd_pid }) => {
                 self.pid = Some(pid);
+                self.shepherd_pid = Some(shepherd_pid);
                 self.state = State::Running;
                 self.events.push_back(Event::Started { pid });
             }
@@ -206,6 +209,19 @@ impl ChildMachine {
         self.pid
     }
 
+    /// The shepherd's pid as it sees itself, once the command started.
+    pub fn shepherd_pid(&self) -> Option<u32> {
+        self.shepherd_pid
+    }
+
+    /// The command's pid as this process numbers it, when the shepherd
+    /// (born into another pid namespace) reported its own numbering.
+    pub fn handle_pid_in_our_namespace(&mut self, pid: u32) {
+        if self.pid.is_some() {
+            self.pid = Some(pid);
+        }
+    }
+
     /// The exit, once reported.
     pub fn exit(&self) -> Option<&ExitInfo> {
         match &self.state {
@@ -285,7 +301,13 @@ mod tests {
                 cpu_usage_us: Some(1700),
             }),
         };
-        let bytes = frames(&[FromShepherd::Started { pid: 77 }, exited]);
+        let bytes = frames(&[
+            FromShepherd::Started {
+                pid: 77,
+                shepherd_pid: 1,
+            },
+            exited,
+        ]);
         // Split across reads at an awkward point.
         m.handle_bytes(t0, &bytes[..7]);
         assert!(m.poll_event().is_none());
@@ -325,7 +347,13 @@ mod tests {
             m.poll_transmit().is_none(),
             "nothing to signal before start"
         );
-        m.handle_bytes(t0, &frames(&[FromShepherd::Started { pid: 5 }]));
+        m.handle_bytes(
+            t0,
+            &frames(&[FromShepherd::Started {
+                pid: 5,
+                shepherd_pid: 1,
+            }]),
+        );
         m.signal(Signal::USR1, SignalTarget::Group);
         m.terminate();
         m.terminate();
@@ -362,7 +390,13 @@ mod tests {
     fn eof_before_exit_is_lost_and_garbage_is_a_protocol_error() {
         let t0 = Instant::now();
         let mut m = ChildMachine::new(t0);
-        m.handle_bytes(t0, &frames(&[FromShepherd::Started { pid: 5 }]));
+        m.handle_bytes(
+            t0,
+            &frames(&[FromShepherd::Started {
+                pid: 5,
+                shepherd_pid: 1,
+            }]),
+        );
         let _ = m.poll_event();
         m.handle_eof(t0);
         assert!(matches!(

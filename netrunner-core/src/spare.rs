@@ -32,7 +32,6 @@
 //! used exits when this process does (it sees EOF on its socket).
 
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use netrunner_proto::SpareCheck;
@@ -40,6 +39,7 @@ use netrunner_sys::inherit;
 use netrunner_sys::process::Pid;
 
 use crate::reaper;
+use crate::shepherd_exe::ShepherdSource;
 
 /// A started shepherd and our end of its socket.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ pub struct Started {
 #[derive(Debug)]
 struct Spare {
     started: Started,
-    path: PathBuf,
+    source: ShepherdSource,
     /// The refill thread's identity and cgroups when it started the spare.
     identity: Identity,
 }
@@ -68,8 +68,11 @@ struct Identity {
 #[derive(Debug, Default)]
 struct Slot {
     spare: Option<Spare>,
-    /// A spare for this path and identity is wanted.
-    wanted: Option<(PathBuf, Identity)>,
+    /// A spare from this source is wanted.
+    wanted: Option<ShepherdSource>,
+    /// The identity of the last caller that had one compared: a spare
+    /// that would not match it is not worth starting.
+    last_caller: Option<Identity>,
     /// The refill thread is starting one now.
     busy: bool,
 }
@@ -86,16 +89,15 @@ static POOL: OnceLock<Option<Pool>> = OnceLock::new();
 
 /// What the calling thread would pass on to a shepherd it forked now.
 #[derive(Debug)]
-pub struct Caller {
-    /// The umask (the request carries it).
-    pub umask: Option<u32>,
+struct Caller {
+    umask: Option<u32>,
     /// `None` when a spare cannot serve this thread.
     identity: Option<Identity>,
 }
 
 impl Caller {
     /// Reads the calling thread's state.
-    pub fn now() -> Caller {
+    fn now() -> Caller {
         let status = inherit::thread_status();
         let umask = status.as_deref().and_then(inherit::umask_from_status);
         let identity = status
@@ -120,35 +122,56 @@ fn own_pool() -> Option<&'static Pool> {
         .filter(|pool| pool.owner == netrunner_sys::process::getpid())
 }
 
-/// The spare for `path`, if one is ready and can serve `caller`, with the
-/// check it must pass (and the attributes it must take on) before it
-/// starts the child; asks for the next one either way.
-pub fn take(
-    path: &Path,
-    caller: &Caller,
-    start: fn(&Path) -> Result<Started, crate::Error>,
-) -> Option<(Started, SpareCheck)> {
-    let identity = caller.identity.as_ref()?;
+/// How a spare is started: it and the source it ended up started from.
+pub type Start = fn(&ShepherdSource) -> Result<(Started, ShepherdSource), crate::Error>;
+
+/// A spare taken for the calling thread: what it must check and take on.
+#[derive(Debug)]
+pub struct Taken {
+    /// The spare.
+    pub started: Started,
+    /// Its check: the caller's identity and thread attributes.
+    pub check: SpareCheck,
+    /// The caller's umask.
+    pub umask: Option<u32>,
+}
+
+/// The spare from `source`, if one is ready and can serve the calling
+/// thread, with the check it must pass (and what it must take on) before
+/// it starts the child; asks for the next one either way.
+///
+/// The calling thread's state is read only when a spare is there to
+/// compare it with: a fresh shepherd inherits it by being forked.
+pub fn take(source: &ShepherdSource, start: Start) -> Option<Taken> {
     let pool = match POOL.get() {
         Some(_) => own_pool()?,
         None => POOL.get_or_init(|| start_refill_thread(start)).as_ref()?,
     };
     let mut slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
     let spare = slot.spare.take();
-    slot.wanted = Some((path.to_owned(), identity.clone()));
+    slot.wanted = Some(source.clone());
     pool.changed.notify_all();
     drop(slot);
     let spare = spare?;
-    let attributes = inherit::thread_attributes().ok();
-    match attributes {
-        Some(attributes) if spare.path == path && spare.identity == *identity => Some((
-            spare.started,
-            SpareCheck {
-                identity: identity.identity.clone(),
-                cgroups: identity.cgroups.clone(),
+    let caller = Caller::now();
+    let same = caller.identity.as_ref() == Some(&spare.identity) && spare.source == *source;
+    if let Some(identity) = caller.identity.clone() {
+        pool.slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_caller = Some(identity);
+    }
+    let attributes = inherit::thread_attributes().ok().filter(|_| same);
+    match (attributes, caller.identity) {
+        (Some(attributes), Some(identity)) => Some(Taken {
+            started: spare.started,
+            check: SpareCheck {
+                identity: identity.identity,
+                cgroups: identity.cgroups,
                 attributes,
             },
-        )),
+            umask: caller.umask,
+        }),
         _ => {
             discard(spare);
             None
@@ -173,7 +196,7 @@ pub fn settled() -> bool {
     !slot.busy && slot.wanted.is_none()
 }
 
-fn start_refill_thread(start: fn(&Path) -> Result<Started, crate::Error>) -> Option<Pool> {
+fn start_refill_thread(start: Start) -> Option<Pool> {
     std::thread::Builder::new()
         .name("netrunner-spare".into())
         .spawn(move || refill(start))
@@ -185,7 +208,7 @@ fn start_refill_thread(start: fn(&Path) -> Result<Started, crate::Error>) -> Opt
     })
 }
 
-fn refill(start: fn(&Path) -> Result<Started, crate::Error>) {
+fn refill(start: Start) {
     // The pool is being initialised by whoever started us; wait for it.
     let pool = loop {
         if let Some(Some(pool)) = POOL.get() {
@@ -195,7 +218,7 @@ fn refill(start: fn(&Path) -> Result<Started, crate::Error>) {
     };
     let mut slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        let (path, wanted) = match slot.wanted.take() {
+        let source = match slot.wanted.take() {
             Some(wanted) if slot.spare.is_none() => wanted,
             _ => {
                 slot = pool.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
@@ -205,19 +228,22 @@ fn refill(start: fn(&Path) -> Result<Started, crate::Error>) {
         // Only a spare identical to what the last caller would fork can
         // serve it; one from a thread that differs (another namespace,
         // other credentials) would be thrown away unused.
-        if Caller::now().identity.as_ref() != Some(&wanted) {
+        let Some(own) = Caller::now().identity else {
+            continue;
+        };
+        if slot.last_caller.as_ref().is_some_and(|last| *last != own) {
             continue;
         }
         slot.busy = true;
         drop(slot);
-        let started = start(&path);
+        let started = start(&source);
         slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
         slot.busy = false;
-        if let Ok(started) = started {
+        if let Ok((started, source)) = started {
             let spare = Spare {
                 started,
-                path,
-                identity: wanted,
+                source,
+                identity: own,
             };
             match slot.spare {
                 None => slot.spare = Some(spare),

@@ -287,9 +287,6 @@ pub enum SpawnStage {
     /// Taking on the calling thread's scheduling and placement attributes
     /// failed.
     Attributes,
-    /// The shepherd cannot keep track of the command's processes here
-    /// (`/proc` speaks another pid namespace and `clone3` is unavailable).
-    Tracking,
 }
 
 impl SpawnStage {
@@ -309,7 +306,6 @@ impl SpawnStage {
             SpawnStage::Cgroup => 10,
             SpawnStage::Identity => 11,
             SpawnStage::Attributes => 12,
-            SpawnStage::Tracking => 13,
         }
     }
 
@@ -329,7 +325,6 @@ impl SpawnStage {
             10 => SpawnStage::Cgroup,
             11 => SpawnStage::Identity,
             12 => SpawnStage::Attributes,
-            13 => SpawnStage::Tracking,
             _ => return None,
         })
     }
@@ -350,7 +345,6 @@ impl SpawnStage {
             SpawnStage::Cgroup => "creating or joining the cgroup",
             SpawnStage::Identity => "matching a spare shepherd to the calling thread",
             SpawnStage::Attributes => "taking on the calling thread's scheduling attributes",
-            SpawnStage::Tracking => "finding a way to track the command's processes",
         }
     }
 }
@@ -404,8 +398,13 @@ pub enum FromShepherd {
     /// shepherd's unreaped child, so it names the right process): the
     /// library takes the tree down through it if the shepherd dies.
     Started {
-        /// The child's pid.
+        /// The child's pid, as the shepherd's pid namespace numbers it.
         pid: u32,
+        /// The shepherd's own pid as it sees it: when that is not the pid
+        /// its owner knows it by, the shepherd was born into another pid
+        /// namespace (the owner did `unshare(CLONE_NEWPID)`) and `pid` is
+        /// that namespace's number.
+        shepherd_pid: u32,
     },
     /// The child could not be started; nothing is left running.
     SpawnFailed {
@@ -913,9 +912,10 @@ impl Encode for FromShepherd {
                 w.u16(*version);
                 w.finish();
             }
-            FromShepherd::Started { pid } => {
+            FromShepherd::Started { pid, shepherd_pid } => {
                 let mut w = Writer::begin(out, tag::STARTED);
                 w.u32(*pid);
+                w.u32(*shepherd_pid);
                 w.finish();
             }
             FromShepherd::SpawnFailed { stage, errno } => {
@@ -970,7 +970,10 @@ impl Decode for FromShepherd {
             tag::HELLO => FromShepherd::Hello {
                 version: r.u16("version")?,
             },
-            tag::STARTED => FromShepherd::Started { pid: r.u32("pid")? },
+            tag::STARTED => FromShepherd::Started {
+                pid: r.u32("pid")?,
+                shepherd_pid: r.u32("shepherd pid")?,
+            },
             tag::SPAWN_FAILED => FromShepherd::SpawnFailed {
                 stage: SpawnStage::from_u8(r.u8("stage")?)
                     .ok_or(DecodeError::InvalidValue("stage"))?,
@@ -1205,7 +1208,10 @@ mod tests {
             FromShepherd::Hello {
                 version: PROTOCOL_VERSION,
             },
-            FromShepherd::Started { pid: 4242 },
+            FromShepherd::Started {
+                pid: 4242,
+                shepherd_pid: 4241,
+            },
             FromShepherd::SpawnFailed {
                 stage: SpawnStage::Exec,
                 errno: 2,

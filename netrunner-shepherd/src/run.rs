@@ -123,6 +123,12 @@ fn run() -> io::Result<()> {
     // executed as (a memfd's descriptor number, a temporary file).
     rustix::process::chdir("/")?;
     let _ = rustix::thread::set_name(c"netrunner-shepherd");
+    // Whether /proc's pids are ours: if not, it is never read for pids.
+    let proc_view = if process::proc_speaks_our_pid_namespace() {
+        ProcView::Ours
+    } else {
+        ProcView::Foreign
+    };
 
     let mut link = Link {
         sock,
@@ -171,6 +177,7 @@ fn run() -> io::Result<()> {
     .and_then(|()| start_child(&request, &link.fds, &null));
     let Launched {
         leader,
+        leader_pidfd,
         cgroup,
         terminal,
     } = match started {
@@ -195,19 +202,14 @@ fn run() -> io::Result<()> {
     // owner's act and lets EOF on stdout mean the child's side is done.
     link.fds.clear();
     drop(null);
-    // Opened while the leader is our unreaped child, so it names the right
-    // process; the owner takes the tree down through it if we die.
-    #[cfg(target_os = "linux")]
-    let leader_pidfd = process::pidfd_open(leader).ok();
-    #[cfg(not(target_os = "linux"))]
-    let leader_pidfd: Option<OwnedFd> = None;
+    // The owner takes the tree down through the leader's pidfd if we die.
     link.send_with_fds(
         &FromShepherd::Started {
             pid: leader.as_raw_nonzero().get() as u32,
+            shepherd_pid: process::getpid().as_raw_nonzero().get() as u32,
         },
         leader_pidfd.as_ref().map(AsFd::as_fd).as_slice(),
     );
-    drop(leader_pidfd);
     fd::set_nonblocking(link.sock.as_fd(), true)?;
 
     let mut watchdog = Watchdog::new(
@@ -222,7 +224,15 @@ fn run() -> io::Result<()> {
         finished: false,
         terminal,
         terminated: Vec::new(),
+        proc_view,
+        leader_reaped: None,
     };
+    drop(leader_pidfd);
+    // With a foreign /proc, descendants that left the group and outlived
+    // their parents are out of reach; once SIGKILL went to everything we
+    // can reach, they get this long before we stop waiting (as pid 1 of a
+    // pid namespace, our exit kills them).
+    let mut give_up_at: Option<Instant> = None;
     if link.closed {
         watchdog.handle_terminate(Instant::now(), Cause::OwnerGone);
     }
@@ -234,7 +244,10 @@ fn run() -> io::Result<()> {
         // list (a /proc read) is only needed once something happened to a
         // child or the tree is being taken down.
         if tree.exited.is_none() {
-            tree.exited = process::waitid_peek(leader)?;
+            tree.exited = match tree.leader_reaped {
+                Some(status) => Some(status),
+                None => process::waitid_peek(leader)?,
+            };
             if tree.exited.is_some() {
                 // The job is over: its owner gets the terminal back, as
                 // from a shell.
@@ -260,6 +273,12 @@ fn run() -> io::Result<()> {
                 break;
             }
             watchdog.handle_terminate(Instant::now(), Cause::LeaderExited);
+            if proc_view == ProcView::Foreign && watchdog.killing() {
+                let at = *give_up_at.get_or_insert_with(|| Instant::now() + UNREACHABLE_GRACE);
+                if Instant::now() >= at {
+                    break;
+                }
+            }
         }
         while let Some(action) = watchdog.poll_action() {
             tree.signal_all(match action {
@@ -270,6 +289,9 @@ fn run() -> io::Result<()> {
 
         let timeout = watchdog
             .poll_timeout()
+            .into_iter()
+            .chain(give_up_at)
+            .min()
             .map(|at| at.saturating_duration_since(Instant::now()));
         let timespec = timeout.map(|d| rustix::event::Timespec {
             tv_sec: d.as_secs() as i64,
@@ -327,7 +349,10 @@ fn run() -> io::Result<()> {
     tree.give_back_terminal();
     // Only the leader's zombie is left: reap it, which unpins its pid.
     tree.finished = true;
-    let status = process::waitid_blocking(leader)?;
+    let status = match tree.leader_reaped {
+        Some(status) => status,
+        None => process::waitid_blocking(leader)?,
+    };
     drop(pty_slave);
     let rusage = process::getrusage_children().unwrap_or_default();
     // The status is in hand: teardown can no longer lose it.
@@ -380,6 +405,8 @@ fn become_like_caller(
 /// What [`start_child`] started and what the rest of the run needs of it.
 struct Launched {
     leader: Pid,
+    /// A pidfd of the leader, made while it was our unreaped child.
+    leader_pidfd: Option<OwnedFd>,
     cgroup: Option<Cgroup>,
     /// The owner's terminal, now the command's, and the owner's group.
     terminal: Option<(OwnedFd, Pid)>,
@@ -460,8 +487,9 @@ fn start_child(
         None => plan,
     };
     match process::fork_exec(&plan, stdio) {
-        Ok(leader) => Ok(Launched {
+        Ok((leader, leader_pidfd)) => Ok(Launched {
             leader,
+            leader_pidfd,
             cgroup,
             terminal,
         }),
@@ -491,7 +519,33 @@ struct Tree {
     /// Adopted descendants already sent SIGTERM (and SIGCONT) in this
     /// grace period: one SIGTERM each, as a second one often means "now".
     terminated: Vec<Pid>,
+    /// Whether `/proc` can name our descendants.
+    proc_view: ProcView,
+    /// The leader's status, once a sweep without `/proc` reaped it.
+    leader_reaped: Option<WireStatus>,
 }
+
+/// How `/proc` relates to our pid namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProcView {
+    /// It numbers processes as we do: children lists and the descendant
+    /// walk are trusted.
+    Ours,
+    /// Missing, hidden, or another namespace's: no pid is ever read from
+    /// it. Children are reaped and counted with `waitpid(-1)`, the leader
+    /// among them (its status is kept); signals go to the group, the
+    /// leader and the cgroup.
+    ///
+    /// Once the leader is reaped its zombie no longer pins the group id,
+    /// and signals to the group go by number: the race argument of
+    /// `netrunner_core::tree` applies (the number is reused only after the
+    /// group emptied and the allocator went around the whole pid space).
+    Foreign,
+}
+
+/// How long descendants we cannot see are waited for once everything we
+/// can reach was sent SIGKILL (foreign `/proc` only).
+const UNREACHABLE_GRACE: Duration = Duration::from_secs(1);
 
 /// What the grace period starts with: SIGCONT right behind SIGTERM, or a
 /// stopped process would sleep through it.
@@ -532,9 +586,30 @@ impl Drop for Tree {
 }
 
 impl Tree {
+    /// Reaps every exited child without `/proc`, keeping the leader's
+    /// status; returns 1 if children besides the leader may remain (their
+    /// pids are unknown), else 0.
+    fn sweep_unseen_children(&mut self) -> usize {
+        loop {
+            match process::wait_any_reap() {
+                Ok(Some((pid, status))) => {
+                    if pid == self.leader {
+                        self.leader_reaped = Some(status);
+                    }
+                }
+                // Children remain; unless the leader is among them.
+                Ok(None) => return usize::from(self.leader_reaped.is_some()),
+                // ECHILD: none left. Any other error: nothing can be proven.
+                Err(_) => return 0,
+            }
+        }
+    }
+
     fn signal(&self, sig: Signal, target: SignalTarget) {
         let _ = match target {
             SignalTarget::Group => process::kill_process_group(self.leader, sig),
+            // A reaped leader's pid may already name someone else.
+            SignalTarget::Leader if self.leader_reaped.is_some() => Ok(()),
             SignalTarget::Leader => process::kill(self.leader, sig),
         };
     }
@@ -585,6 +660,9 @@ impl Tree {
     /// Each pid comes from our own children list and is unreaped when we
     /// signal it, so it cannot have been recycled.
     fn sweep_children(&mut self, sweep: Sweep) -> (usize, Vec<Pid>) {
+        if self.proc_view == ProcView::Foreign {
+            return (self.sweep_unseen_children(), Vec::new());
+        }
         loop {
             let Ok(mut children) = process::child_pids() else {
                 // Without a children list we cannot prove anything is left;

@@ -228,16 +228,15 @@ const IDENTITY_STATUS_FIELDS: [&str; 13] = [
     "Speculation",
 ];
 
-/// Namespaces by their `/proc/thread-self/ns` names, the ones a child is
-/// born into (`*_for_children`) included.
-const NAMESPACES: [&str; 10] = [
+/// Namespaces a child is born into, by their `/proc/thread-self/ns` names.
+/// For pid and time that is the `*_for_children` link: the namespace the
+/// caller itself lives in matters no more than where its children go.
+const NAMESPACES: [&str; 8] = [
     "cgroup",
     "ipc",
     "mnt",
     "net",
-    "pid",
     "pid_for_children",
-    "time",
     "time_for_children",
     "user",
     "uts",

@@ -211,8 +211,8 @@ impl SpawnFailure {
 
 const REPORT_LEN: usize = 5;
 
-/// Forks and execs `plan` with `stdio` as fds 0, 1, 2; returns the child's pid
-/// once `execve` has succeeded.
+/// Forks and execs `plan` with `stdio` as fds 0, 1, 2; returns the child's
+/// pid, and a pidfd of it (Linux), once `execve` has succeeded.
 ///
 /// The child: joins a new process group (or session), asks for SIGKILL when
 /// this process dies (`PR_SET_PDEATHSIG`, Linux), installs its standard
@@ -229,52 +229,71 @@ const REPORT_LEN: usize = 5;
 /// - [`fork(2)`](https://man7.org/linux/man-pages/man2/fork.2.html),
 ///   [`execve(2)`](https://man7.org/linux/man-pages/man2/execve.2.html),
 ///   [`signal-safety(7)`](https://man7.org/linux/man-pages/man7/signal-safety.7.html)
-pub fn fork_exec(plan: &ExecPlan<'_>, stdio: [BorrowedFd<'_>; 3]) -> Result<Pid, SpawnFailure> {
+pub fn fork_exec(
+    plan: &ExecPlan<'_>,
+    stdio: [BorrowedFd<'_>; 3],
+) -> Result<(Pid, Option<std::os::fd::OwnedFd>), SpawnFailure> {
     let (report_r, report_w) =
         crate::fd::pipe2_cloexec().map_err(|e| SpawnFailure::from_io(SpawnStage::Fork, &e))?;
     let parent = getpid();
+    let pid = match fork().map_err(|e| SpawnFailure {
+        stage: SpawnStage::Fork,
+        errno: e.raw_os_error(),
+    })? {
+        Forked::Child => child_after_fork(plan, stdio, report_w.as_fd(), parent),
+        Forked::Parent(pid) => pid,
+    };
+    drop(report_w);
+    if plan.isolation == Isolation::ProcessGroup {
+        // Also from this side, so the group exists whichever of us runs
+        // first. EACCES (the child already exec'd) and ESRCH are fine.
+        let _ = rustix::process::setpgid(Some(pid), Some(pid));
+        if let Some((index, owner)) = plan.foreground {
+            crate::terminal::hand_foreground(stdio[index], owner, pid);
+        }
+    }
+    let mut report = [0u8; REPORT_LEN];
+    let mut got = 0;
+    while got < REPORT_LEN {
+        match rustix::io::read(&report_r, &mut report[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if got < REPORT_LEN {
+        // Opened while the child is our unreaped child, so it names it.
+        #[cfg(target_os = "linux")]
+        let pidfd = pidfd_open(pid).ok();
+        #[cfg(not(target_os = "linux"))]
+        let pidfd = None;
+        return Ok((pid, pidfd));
+    }
+    // The child failed before or at exec and has _exit'ed; reap it.
+    let _ = waitid_blocking(pid);
+    let stage = SpawnStage::from_u8(report[0]).unwrap_or(SpawnStage::Exec);
+    let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
+    Err(SpawnFailure { stage, errno })
+}
+
+/// Which side of a fork we are on.
+enum Forked {
+    Child,
+    Parent(Pid),
+}
+
+fn fork() -> Result<Forked, rustix::io::Errno> {
     // SAFETY: fork is sound here because the child runs only
     // `child_after_fork`, which makes async-signal-safe calls (raw syscalls via
-    // rustix, libc `signal`/`sigprocmask`/`execve`/`_exit`), reads memory
-    // prepared before the fork, never allocates and never returns.
+    // rustix, libc `sigprocmask`/`execve`/`_exit`), reads memory prepared
+    // before the fork, never allocates and never returns.
     match unsafe { nix::unistd::fork() } {
-        Err(errno) => Err(SpawnFailure {
-            stage: SpawnStage::Fork,
-            errno: errno as i32,
-        }),
-        Ok(nix::unistd::ForkResult::Child) => {
-            child_after_fork(plan, stdio, report_w.as_fd(), parent)
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            drop(report_w);
-            let pid = Pid::from_raw(child.as_raw()).expect("fork returned a positive pid");
-            if plan.isolation == Isolation::ProcessGroup {
-                // Also from this side, so the group exists whichever of us runs
-                // first. EACCES (the child already exec'd) and ESRCH are fine.
-                let _ = rustix::process::setpgid(Some(pid), Some(pid));
-                if let Some((index, owner)) = plan.foreground {
-                    crate::terminal::hand_foreground(stdio[index], owner, pid);
-                }
-            }
-            let mut report = [0u8; REPORT_LEN];
-            let mut got = 0;
-            while got < REPORT_LEN {
-                match rustix::io::read(&report_r, &mut report[got..]) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(_) => break,
-                }
-            }
-            if got < REPORT_LEN {
-                return Ok(pid);
-            }
-            // The child failed before or at exec and has _exit'ed; reap it.
-            let _ = waitid_blocking(pid);
-            let stage = SpawnStage::from_u8(report[0]).unwrap_or(SpawnStage::Exec);
-            let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
-            Err(SpawnFailure { stage, errno })
-        }
+        Err(errno) => Err(rustix::io::Errno::from_raw_os_error(errno as i32)),
+        Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent(
+            Pid::from_raw(child.as_raw()).expect("fork returned a positive pid"),
+        )),
     }
 }
 
@@ -482,6 +501,71 @@ pub fn waitid_reap(pid: Pid) -> io::Result<Option<WireStatus>> {
 /// `waitid(P_PID, WEXITED)`: block until the child exits, and reap it.
 pub fn waitid_blocking(pid: Pid) -> io::Result<WireStatus> {
     waitid(pid, WaitIdOptions::EXITED)?.ok_or_else(|| io::Error::other("waitid returned no status"))
+}
+
+/// `waitpid(-1, WNOHANG)`: reaps any one exited child, with its pid.
+///
+/// `Ok(None)`: children remain and none has exited; `Err` with `ECHILD`:
+/// none remain.
+///
+/// # References
+/// - [`waitpid(2)`](https://man7.org/linux/man-pages/man2/waitpid.2.html)
+pub fn wait_any_reap() -> io::Result<Option<(Pid, WireStatus)>> {
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+            Ok(reaped) => {
+                return Ok(reaped.map(|(pid, status)| {
+                    let status = match status.terminating_signal() {
+                        Some(signal) => WireStatus::Signal {
+                            signal,
+                            // WCOREDUMP.
+                            core_dumped: status.as_raw() & 0x80 != 0,
+                        },
+                        None => WireStatus::Code(status.exit_status().unwrap_or(0)),
+                    };
+                    (pid, status)
+                }));
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether `/proc` numbers processes the way this process's own pid
+/// namespace does: its `NSpid` for us is exactly our pid. `false` when
+/// `/proc` is missing, hidden, or was mounted in another pid namespace
+/// (an ancestor's, after `unshare(CLONE_NEWPID)`, or in some containers).
+///
+/// # References
+/// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
+///   (`NSpid`), [`pid_namespaces(7)`](https://man7.org/linux/man-pages/man7/pid_namespaces.7.html)
+pub fn proc_speaks_our_pid_namespace() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let Some(nspid) = status.lines().find_map(|l| l.strip_prefix("NSpid:")) else {
+        // Kernels before 4.1 have no NSpid: fall back to /proc/self itself.
+        return std::fs::read_link("/proc/self").is_ok_and(|p| {
+            p.as_os_str().as_encoded_bytes() == getpid().as_raw_nonzero().to_string().as_bytes()
+        });
+    };
+    let mut ids = nspid.split_whitespace();
+    ids.next() == Some(&getpid().as_raw_nonzero().to_string()) && ids.next().is_none()
+}
+
+/// The pid, in the pid namespace of `/proc`, of the process `pidfd` names
+/// (the `Pid:` line of its fdinfo; Linux 5.3+).
+///
+/// # References
+/// - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html) (fdinfo)
+pub fn pidfd_pid(pidfd: BorrowedFd<'_>) -> io::Result<Pid> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no live pid in pidfd fdinfo"))
 }
 
 /// `kill(pid, sig)`.
@@ -761,11 +845,37 @@ mod tests {
     fn exec_success_and_exit_codes() {
         let fds = null3();
         let stdio = [fds[0].as_fd(), fds[1].as_fd(), fds[2].as_fd()];
-        let pid = fork_exec(&plan("/bin/sh", &["sh", "-c", "exit 3"]), stdio).unwrap();
+        let (pid, _) = fork_exec(&plan("/bin/sh", &["sh", "-c", "exit 3"]), stdio).unwrap();
         assert_eq!(waitid_blocking(pid).unwrap(), WireStatus::Code(3));
         // Reaped: if the pid exists at all it was recycled for someone else.
         let me = getpid().as_raw_nonzero().get();
         assert_ne!(parent_pid_of(pid.as_raw_nonzero().get()).ok(), Some(me));
+    }
+
+    #[test]
+    fn wait_any_reap_names_the_child_it_reaped() {
+        let fds = null3();
+        let stdio = [fds[0].as_fd(), fds[1].as_fd(), fds[2].as_fd()];
+        let (pid, pidfd) = fork_exec(&plan("/bin/sh", &["sh", "-c", "exit 4"]), stdio).unwrap();
+        if let Some(pidfd) = &pidfd {
+            // Readable once it exits.
+            let mut pfd = [rustix::event::PollFd::new(
+                pidfd,
+                rustix::event::PollFlags::IN,
+            )];
+            rustix::event::poll(&mut pfd, None).unwrap();
+        }
+        let reaped = loop {
+            match wait_any_reap().unwrap() {
+                Some(reaped) => break reaped,
+                None => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        };
+        assert_eq!(reaped, (pid, WireStatus::Code(4)));
+        assert_eq!(
+            wait_any_reap().map_err(|e| e.raw_os_error()),
+            Err(Some(libc::ECHILD))
+        );
     }
 
     #[test]
@@ -822,7 +932,8 @@ mod tests {
                 &plan("/bin/sh", &["sh", "-c", script]),
                 [null.as_fd(), w.as_fd(), null.as_fd()],
             )
-            .unwrap();
+            .unwrap()
+            .0;
             drop(w);
             let raw = pid.as_raw_nonzero().get();
             let (pgid, sid) = pgid_and_sid(raw);
@@ -856,7 +967,7 @@ mod tests {
         let p =
             plan("/bin/sh", &["sh", "-c", "ulimit -n; umask"]).with_limits(&limits, Some(0o027));
         assert_eq!(p.rlimits.len(), 1, "only the changed limit is applied");
-        let pid = fork_exec(&p, [null.as_fd(), w.as_fd(), null.as_fd()]).unwrap();
+        let (pid, _) = fork_exec(&p, [null.as_fd(), w.as_fd(), null.as_fd()]).unwrap();
         drop(w);
         let mut out = String::new();
         io::Read::read_to_string(&mut std::fs::File::from(r), &mut out).unwrap();

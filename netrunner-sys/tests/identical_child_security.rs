@@ -267,3 +267,69 @@ fn wait_for_copy(copy: nix::unistd::Pid, limit: Duration) -> Option<nix::sys::wa
     }
     status
 }
+
+/// The pid namespace link of `path` (`/proc/.../ns/...`).
+fn namespace(path: &str) -> String {
+    std::fs::read_link(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|e| format!("{path}: {e}"))
+}
+
+#[test]
+fn a_new_pid_namespace_after_the_spare_is_the_childs_and_its_tree_dies() {
+    if !is_root() {
+        eprintln!("skipped: a new pid namespace needs CAP_SYS_ADMIN");
+        return;
+    }
+    with_spare_ready();
+    let result = std::thread::spawn(|| {
+        // SAFETY: CLONE_NEWPID changes only which pid namespace this
+        // thread's future children are born into; nothing else changes.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }.unwrap();
+        // The shepherd is the namespace's first process (its init), the
+        // command its child; /proc is the outer namespace's.
+        let mut child = netrunner_blocking::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & echo ready; wait"])
+            .stdout(netrunner_blocking::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        // Readable only once the namespace has a first process.
+        let expected = namespace("/proc/thread-self/ns/pid_for_children");
+        let leader = child.id();
+        let seen = namespace(&format!("/proc/{leader}/ns/pid"));
+        let shepherd = netrunner_sys::process::parent_pid_of(leader as i32).unwrap() as u32;
+        let tree: Vec<u32> =
+            std::fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect();
+        drop(child);
+        (expected, seen, line, leader, shepherd, tree)
+    })
+    .join()
+    .unwrap();
+    let (expected, seen, line, leader, shepherd, tree) = result;
+    assert_eq!(line, "ready\n");
+    assert_eq!(
+        seen, expected,
+        "the command is not in the caller's pid_for_children"
+    );
+    assert_ne!(seen, namespace("/proc/self/ns/pid"));
+    assert_eq!(tree.len(), 2, "{tree:?}");
+    // `id()` numbers the command as this process does: it is the pid
+    // whose namespace we just read. Dropping it takes down the tree and
+    // the shepherd with it.
+    let mut everything = tree.clone();
+    everything.extend([leader, shepherd]);
+    assert!(
+        netrunner_tests::wait_dead(&everything, Duration::from_secs(7)).is_empty(),
+        "left running: {everything:?}"
+    );
+}
