@@ -333,3 +333,49 @@ fn a_new_pid_namespace_after_the_spare_is_the_childs_and_its_tree_dies() {
         "left running: {everything:?}"
     );
 }
+
+#[test]
+fn with_proc_hidden_spawn_works_and_the_tree_still_dies() {
+    if !is_root() {
+        eprintln!("skipped: hiding /proc takes a mount, which needs root");
+        return;
+    }
+    with_spare_ready();
+    let (status, pids) = std::thread::spawn(|| {
+        private_mount_namespace();
+        run("mount", &["-t", "tmpfs", "netrunner-no-proc", "/proc"]);
+        assert!(!std::path::Path::new("/proc/self").exists());
+        // Through execveat (no /proc/self/fd), a shepherd that cannot read
+        // pids from /proc, and no spare (the caller cannot be compared).
+        let out = netrunner_blocking::Command::new("sh")
+            .args(["-c", "echo works"])
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"works\n");
+        let mut child = netrunner_blocking::Command::new("sh")
+            .args(["-c", "sleep 30 & echo $$ $!; wait"])
+            .stdout(netrunner_blocking::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        drop(child);
+        let pids: Vec<u32> = line
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        (out.status, pids)
+    })
+    .join()
+    .unwrap();
+    assert!(status.success());
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(
+        netrunner_tests::wait_dead(&pids, Duration::from_secs(7)).is_empty(),
+        "left running: {pids:?}"
+    );
+}
