@@ -160,31 +160,30 @@ fn an_owner_in_a_new_pid_namespace_with_the_old_proc_loses_nothing() {
     let script = format!(
         "{BIN} run --kill-timeout 1s -- sh -c 'sleep 30 & sleep 30 & echo ready; wait'; exec sleep 30"
     );
-    let mut unshare = Command::new("unshare")
+    let unshare = Command::new("unshare")
         .args(["--pid", "--fork", "sh", "-c", &script])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    struct KillNamespace(u32);
+    struct KillNamespace(std::process::Child);
     impl Drop for KillNamespace {
         fn drop(&mut self) {
             // Its init first: the kernel then kills the whole namespace.
-            if let Some(init) = descendants(self.0).first() {
-                let _ = Command::new("kill")
-                    .args(["-9", &init.to_string()])
-                    .status();
+            if let Some(init) = descendants(self.0.id()).first() {
+                let _ = Command::new("kill").args(["-9", &init.to_string()]).status();
             }
+            let _ = self.0.wait();
         }
     }
-    let _cleanup = KillNamespace(unshare.id());
+    let mut unshare = KillNamespace(unshare);
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(unshare.stdout.as_mut().unwrap()),
+        &mut std::io::BufReader::new(unshare.0.stdout.as_mut().unwrap()),
         &mut line,
     )
     .unwrap();
     assert_eq!(line, "ready\n");
-    let tree = descendants(unshare.id());
+    let tree = descendants(unshare.0.id());
     let owner = *tree
         .iter()
         .find(|&&p| comm(p) == "netrunner")
