@@ -170,7 +170,9 @@ fn an_owner_in_a_new_pid_namespace_with_the_old_proc_loses_nothing() {
         fn drop(&mut self) {
             // Its init first: the kernel then kills the whole namespace.
             if let Some(init) = descendants(self.0.id()).first() {
-                let _ = Command::new("kill").args(["-9", &init.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-9", &init.to_string()])
+                    .status();
             }
             let _ = self.0.wait();
         }
