@@ -8,43 +8,15 @@
 
 use std::time::Duration;
 
-use netrunner_tests::{eventually, settle, wait_gone};
+use netrunner_tests::{eventually, first_line, run_ok, wait_gone, with_spare_ready};
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Output of `sh -c script` through netrunner and through std, which must
-/// be equal (status, stdout, stderr); returns netrunner's stdout.
+/// [`netrunner_tests::both_agree`]'s stdout.
 fn both_agree(script: &str) -> String {
-    let ours = netrunner_blocking::Command::new("sh")
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    let theirs = std::process::Command::new("sh")
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    let ours = (ours.status.code(), ours.stdout, ours.stderr);
-    let theirs = (theirs.status.code(), theirs.stdout, theirs.stderr);
-    assert_eq!(ours, theirs, "netrunner's child differs from std's");
-    String::from_utf8(ours.1).unwrap()
-}
-
-/// Spawns once so that a spare exists, and waits until it is ready.
-fn with_spare_ready() {
-    netrunner_blocking::Command::new("true").status().unwrap();
-    assert!(eventually(Duration::from_secs(5), || settle()
-        && netrunner_core::spare::spare_pid().is_some()));
-}
-
-/// Runs `program args` from the calling thread (so in its namespaces).
-fn run(program: &str, args: &[&str]) {
-    let status = std::process::Command::new(program)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{program} {args:?}: {status}");
+    netrunner_tests::both_agree(script).1
 }
 
 /// Gives the calling thread a mount namespace of its own, whose mounts do
@@ -54,7 +26,7 @@ fn private_mount_namespace() {
     // thread's mount namespace and filesystem context (root, cwd, umask);
     // no descriptor, memory or other thread's state changes.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
-    run("mount", &["--make-rprivate", "/"]);
+    run_ok("mount", &["--make-rprivate", "/"]);
 }
 
 #[test]
@@ -66,13 +38,13 @@ fn a_chroot_after_the_spare_is_the_childs_root() {
     // The jail lives on a tmpfs in this thread's own mount namespace, gone
     // with it: /usr, /proc and /dev bound in.
     private_mount_namespace();
-    run("mount", &["-t", "tmpfs", "netrunner-jail", "/mnt"]);
+    run_ok("mount", &["-t", "tmpfs", "netrunner-jail", "/mnt"]);
     for dir in ["usr", "proc", "dev", "tmp"] {
         std::fs::create_dir(format!("/mnt/{dir}")).unwrap();
     }
-    run("mount", &["--rbind", "/usr", "/mnt/usr"]);
-    run("mount", &["--rbind", "/proc", "/mnt/proc"]);
-    run("mount", &["--rbind", "/dev", "/mnt/dev"]);
+    run_ok("mount", &["--rbind", "/usr", "/mnt/usr"]);
+    run_ok("mount", &["--rbind", "/proc", "/mnt/proc"]);
+    run_ok("mount", &["--rbind", "/dev", "/mnt/dev"]);
     for link in ["bin", "lib", "lib64", "sbin"] {
         if let Ok(target) = std::fs::read_link(format!("/{link}")) {
             std::os::unix::fs::symlink(target, format!("/mnt/{link}")).unwrap();
@@ -99,7 +71,7 @@ fn a_private_mount_namespace_after_the_spare_is_the_childs() {
     with_spare_ready();
     let view = std::thread::spawn(|| {
         private_mount_namespace();
-        run("mount", &["-t", "tmpfs", "netrunner-private", "/mnt"]);
+        run_ok("mount", &["-t", "tmpfs", "netrunner-private", "/mnt"]);
         std::fs::write("/mnt/private-marker", b"").unwrap();
         both_agree("ls /mnt; readlink /proc/self/ns/mnt")
     })
@@ -293,12 +265,7 @@ fn a_new_pid_namespace_after_the_spare_is_the_childs_and_its_tree_dies() {
             .stdout(netrunner_blocking::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
+        let line = first_line(&mut child);
         // Readable only once the namespace has a first process.
         let expected = namespace("/proc/thread-self/ns/pid_for_children");
         let leader = child.id();
@@ -343,7 +310,7 @@ fn with_proc_hidden_spawn_works_and_the_tree_still_dies() {
     with_spare_ready();
     let (status, pids) = std::thread::spawn(|| {
         private_mount_namespace();
-        run("mount", &["-t", "tmpfs", "netrunner-no-proc", "/proc"]);
+        run_ok("mount", &["-t", "tmpfs", "netrunner-no-proc", "/proc"]);
         assert!(!std::path::Path::new("/proc/self").exists());
         // Through execveat (no /proc/self/fd), a shepherd that cannot read
         // pids from /proc, and no spare (the caller cannot be compared).
@@ -357,12 +324,7 @@ fn with_proc_hidden_spawn_works_and_the_tree_still_dies() {
             .stdout(netrunner_blocking::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
+        let line = first_line(&mut child);
         drop(child);
         let pids: Vec<u32> = line
             .split_whitespace()

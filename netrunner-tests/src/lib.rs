@@ -504,3 +504,55 @@ impl TtySession {
         pid
     }
 }
+
+/// The first line a blocking child writes to its piped stdout.
+pub fn first_line(child: &mut netrunner_blocking::Child) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout is piped")),
+        &mut line,
+    )
+    .expect("reading the child's stdout");
+    line
+}
+
+/// Spawns once so that a spare shepherd exists, waits until it is ready,
+/// and returns its pid.
+pub fn with_spare_ready() -> u32 {
+    netrunner_blocking::Command::new("true").status().unwrap();
+    assert!(eventually(Duration::from_secs(5), || settle()
+        && netrunner_core::spare::spare_pid().is_some()));
+    netrunner_core::spare::spare_pid().expect("a spare is ready")
+}
+
+/// Exit code, stdout and stderr of `sh -c script` through netrunner, after
+/// asserting they equal what the same script gives through `std`.
+pub fn both_agree(script: &str) -> (Option<i32>, String, String) {
+    let ours = netrunner_blocking::Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let theirs = std::process::Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let ours = (ours.status.code(), text(&ours.stdout), text(&ours.stderr));
+    let theirs = (
+        theirs.status.code(),
+        text(&theirs.stdout),
+        text(&theirs.stderr),
+    );
+    assert_eq!(ours, theirs, "netrunner's child differs from std's");
+    ours
+}
+
+/// Runs `program args` with `std` from the calling thread (so in its
+/// namespaces) and asserts it succeeded.
+pub fn run_ok(program: &str, args: &[&str]) {
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{program} {args:?}: {status}");
+}

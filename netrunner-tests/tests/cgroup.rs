@@ -128,13 +128,7 @@ fn timeout_and_drop_tear_the_cgroup_down() {
         .kill_timeout(Duration::from_millis(200))
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let pids = pids_in(line.as_bytes());
+    let pids = pids_in(netrunner_tests::first_line(&mut child).as_bytes());
     guard.add(pids.clone());
     assert!(cgroup_dir(&name).exists());
     drop(child);

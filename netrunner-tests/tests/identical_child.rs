@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use netrunner_tests::{eventually, settle};
+use netrunner_tests::{both_agree, eventually, run_ok, with_spare_ready};
 
 /// What a shell sees of its own process: nice, real-time priority and
 /// policy (stat fields 19, 40, 41), I/O priority, CPU affinity,
@@ -35,13 +35,6 @@ fn std_sh(script: &str) -> String {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// Spawns once so that a spare exists, and waits until it is ready.
-fn with_spare_ready() {
-    netrunner_sh("true");
-    assert!(eventually(Duration::from_secs(5), || settle()
-        && netrunner_core::spare::spare_pid().is_some()));
 }
 
 /// The probe's output through netrunner, and whether the spare that was
@@ -75,14 +68,6 @@ fn tid() -> String {
     rustix::thread::gettid().as_raw_nonzero().to_string()
 }
 
-fn run(program: &str, args: &[&str]) {
-    let status = std::process::Command::new(program)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{program} {args:?}: {status}");
-}
-
 #[test]
 fn per_thread_attributes_reach_the_child_as_std_passes_them() {
     let default = probe_after(|| {});
@@ -91,10 +76,10 @@ fn per_thread_attributes_reach_the_child_as_std_passes_them() {
     assert!(seen.starts_with("7 "), "{seen}");
 
     // SCHED_BATCH is policy 3; chrt works on a thread id.
-    let seen = probe_after(|| run("chrt", &["--batch", "-p", "0", &tid()]));
+    let seen = probe_after(|| run_ok("chrt", &["--batch", "-p", "0", &tid()]));
     assert!(seen.starts_with("0 0 3\n"), "{seen}");
 
-    let seen = probe_after(|| run("ionice", &["-c", "3", "-p", &tid()]));
+    let seen = probe_after(|| run_ok("ionice", &["-c", "3", "-p", &tid()]));
     assert!(seen.contains("\nidle\n"), "{seen}");
 
     let seen = probe_after(|| {
@@ -123,31 +108,6 @@ fn per_thread_attributes_reach_the_child_as_std_passes_them() {
     let seen = probe_after(|| {});
     assert!(seen.contains("\n500\n"), "{seen}");
     assert_ne!(seen, default);
-}
-
-/// Exit code, stdout and stderr of `script` through netrunner and through
-/// std, which must be equal; returns netrunner's.
-fn both_agree(script: &str) -> (Option<i32>, String, String) {
-    let ours = netrunner_blocking::Command::new("sh")
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    let theirs = std::process::Command::new("sh")
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    let ours = (
-        ours.status.code(),
-        String::from_utf8_lossy(&ours.stdout).into_owned(),
-        String::from_utf8_lossy(&ours.stderr).into_owned(),
-    );
-    let theirs = (
-        theirs.status.code(),
-        String::from_utf8_lossy(&theirs.stdout).into_owned(),
-        String::from_utf8_lossy(&theirs.stderr).into_owned(),
-    );
-    assert_eq!(ours, theirs, "netrunner's child differs from std's");
-    ours
 }
 
 fn scratch_dir(name: &str) -> std::path::PathBuf {
@@ -217,7 +177,7 @@ fn no_shepherd_pins_the_mount_the_caller_worked_in() {
                 .status();
         }
     }
-    run("mount", &["-t", "tmpfs", "netrunner-test", &target]);
+    run_ok("mount", &["-t", "tmpfs", "netrunner-test", &target]);
     let _unmount = Unmount(target.clone());
     std::env::set_current_dir(&mountpoint).unwrap();
     // Spawns from inside the mount, the spare's refill among them.

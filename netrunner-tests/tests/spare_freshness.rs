@@ -8,20 +8,12 @@
 use std::time::Duration;
 
 use netrunner_blocking::Command;
-use netrunner_tests::{eventually, settle};
+use netrunner_tests::{eventually, with_spare_ready};
 
 fn sh(script: &str) -> String {
     let out = Command::new("sh").args(["-c", script]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// Spawns once so that a spare exists, and waits until it is ready.
-fn with_spare_ready() -> u32 {
-    sh("true");
-    assert!(eventually(Duration::from_secs(5), || settle()
-        && netrunner_core::spare::spare_pid().is_some()));
-    netrunner_core::spare::spare_pid().unwrap()
 }
 
 #[test]
