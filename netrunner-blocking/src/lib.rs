@@ -236,9 +236,14 @@ struct Link {
 impl Drop for Link {
     /// The shepherd learns now that we are gone, before the state's drop
     /// reaps it: by a shutdown, which also reaches it when a `fork` copy of
-    /// this process holds another descriptor of the socket.
+    /// this process holds another descriptor of the socket. (A copy's drop
+    /// only closes its descriptor: the command is the original's.)
     fn drop(&mut self) {
-        if let Some(sock) = &self.socket {
+        if let Some(sock) = self
+            .socket
+            .as_ref()
+            .filter(|_| self.state.in_owner_process())
+        {
             let _ = netrunner_sys::socket::shutdown(sock.as_fd());
         }
     }

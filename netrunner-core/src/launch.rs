@@ -2,7 +2,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
@@ -111,7 +111,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         path: exec_path,
         argv,
         env,
-        cwd,
+        mut cwd,
     } = cmd.prepare()?;
     let cgroup = cmd
         .cgroup
@@ -207,11 +207,28 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         Some(dir) if dir.starts_with(b"/") => None,
         // Relative to, or simply, our working directory: passed as a
         // descriptor, which names it however it was renamed, deleted or
-        // deeply nested.
-        _ => {
-            passed.push(fd::open_working_directory()?);
-            Some((passed.len() - 1) as u8)
-        }
+        // deeply nested. Opening "." needs search permission on it, which
+        // a process can lack for its own cwd (root that dropped to a user):
+        // then its path goes instead, as std's child would find it.
+        _ => match fd::open_working_directory() {
+            Ok(dir) => {
+                passed.push(dir);
+                Some((passed.len() - 1) as u8)
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let here = std::env::current_dir()?;
+                cwd = Some(
+                    match cwd.take() {
+                        Some(relative) => here.join(std::ffi::OsStr::from_bytes(&relative)),
+                        None => here,
+                    }
+                    .into_os_string()
+                    .into_vec(),
+                );
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
     let mut request = SpawnRequest {
         program: exec_path,
@@ -272,9 +289,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
                     .pid()
                     .and_then(|p| netrunner_sys::process::Pid::from_raw(p as i32))
             } else {
-                let ours = leader_pidfd
-                    .as_ref()
-                    .and_then(|fd| netrunner_sys::process::pidfd_pid(fd.as_fd()).ok());
+                let ours = command_pid_here(leader_pidfd.as_ref(), &shepherd);
                 if let Some(pid) = ours {
                     machine.handle_pid_in_our_namespace(pid.as_raw_nonzero().get() as u32);
                 }
@@ -313,6 +328,30 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
             })
         }
     }
+}
+
+/// The command's pid as this process numbers it, when its shepherd lives
+/// in another pid namespace: from the leader's pidfd, or else from the
+/// shepherd's children list (the leader is its only child right after the
+/// start, spares aside, which do not fork). `None` when this process's own
+/// `/proc` is not its pid namespace's, or neither source answers: then no
+/// signal is ever sent to the number.
+fn command_pid_here(
+    leader_pidfd: Option<&OwnedFd>,
+    shepherd: &std::process::Child,
+) -> Option<netrunner_sys::process::Pid> {
+    if !netrunner_sys::process::proc_speaks_our_pid_namespace() {
+        return None;
+    }
+    leader_pidfd
+        .and_then(|fd| netrunner_sys::process::pidfd_pid(fd.as_fd()).ok())
+        .or_else(|| {
+            let shepherd = netrunner_sys::process::Pid::from_raw(shepherd.id() as i32)?;
+            match netrunner_sys::process::children_of(shepherd).as_slice() {
+                [leader] => Some(*leader),
+                _ => None,
+            }
+        })
 }
 
 /// The first standard stream the command inherits that is this process's

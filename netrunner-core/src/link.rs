@@ -45,6 +45,9 @@ pub struct LinkState {
     unsent: Vec<u8>,
     lost: Option<ShepherdError>,
     tree: TreeHandles,
+    /// The process that started the child: a `fork` copy of it shares the
+    /// socket, and must not end the command by shutting it down.
+    owner: netrunner_sys::process::Pid,
 }
 
 impl LinkState {
@@ -58,10 +61,17 @@ impl LinkState {
             unsent: Vec::new(),
             lost: None,
             tree,
+            owner: netrunner_sys::process::getpid(),
         };
         // The exit report may have arrived with `Started`.
         state.process_events();
         state
+    }
+
+    /// Whether this is the process that started the child (not a copy of
+    /// it made by `fork`): only it may shut the socket down.
+    pub fn in_owner_process(&self) -> bool {
+        netrunner_sys::process::getpid() == self.owner
     }
 
     /// Bytes that must be written to the shepherd socket next.

@@ -32,15 +32,16 @@ pub enum ShepherdSource {
 pub enum EmbeddedCopy {
     /// A sealed memfd (see [`ShepherdSource::commands`]).
     Memfd(&'static OwnedFd),
-    /// A file in a private directory, where executing a memfd is refused.
-    File(&'static Path),
+    /// A file in a private directory, where executing a memfd is refused:
+    /// the checked descriptor of it, which is what runs, and its path.
+    File(&'static OwnedFd, &'static Path),
 }
 
 impl PartialEq for EmbeddedCopy {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (EmbeddedCopy::Memfd(a), EmbeddedCopy::Memfd(b)) => a.as_raw_fd() == b.as_raw_fd(),
-            (EmbeddedCopy::File(a), EmbeddedCopy::File(b)) => a == b,
+            (EmbeddedCopy::File(a, _), EmbeddedCopy::File(b, _)) => a.as_raw_fd() == b.as_raw_fd(),
             _ => false,
         }
     }
@@ -53,7 +54,7 @@ impl ShepherdSource {
     pub fn path(&self) -> PathBuf {
         match self {
             ShepherdSource::Explicit(p) | ShepherdSource::Environment(p) => p.clone(),
-            ShepherdSource::Embedded(EmbeddedCopy::File(p)) => p.to_path_buf(),
+            ShepherdSource::Embedded(EmbeddedCopy::File(_, p)) => p.to_path_buf(),
             ShepherdSource::Embedded(EmbeddedCopy::Memfd(fd)) => PathBuf::from(format!(
                 "memfd:{SHEPHERD_NAME} (descriptor {})",
                 fd.as_raw_fd()
@@ -90,12 +91,7 @@ impl ShepherdSource {
                 cmd.arg0(SHEPHERD_NAME);
                 cmd
             }
-            ShepherdSource::Embedded(EmbeddedCopy::File(p)) => {
-                let mut cmd = std::process::Command::new(p);
-                cmd.arg0(SHEPHERD_NAME).env_clear();
-                cmd
-            }
-            &ShepherdSource::Embedded(EmbeddedCopy::Memfd(fd)) => {
+            &ShepherdSource::Embedded(EmbeddedCopy::Memfd(fd) | EmbeddedCopy::File(fd, _)) => {
                 let mut cmd = std::process::Command::new(SHEPHERD_NAME);
                 netrunner_sys::memfd::exec_fd_instead(&mut cmd, fd.as_fd(), c"netrunner-shepherd");
                 cmd
@@ -106,6 +102,9 @@ impl ShepherdSource {
 
 /// Picks the shepherd: `explicit`, else `$NETRUNNER_SHEPHERD` (ignored in a
 /// setuid, setgid or file-capability process), else the embedded binary.
+///
+/// A file copy is checked through a descriptor and run from that
+/// descriptor, so replacing the file later changes nothing.
 ///
 /// The embedded bytes are written once per process into a sealed memfd
 /// that stays open for the life of the process, and executed through
@@ -124,7 +123,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<ShepherdSource, ShepherdError> 
     if let Some(file) = FILE.get() {
         return file
             .as_ref()
-            .map(|p| ShepherdSource::Embedded(EmbeddedCopy::File(p)))
+            .map(|(fd, p)| ShepherdSource::Embedded(EmbeddedCopy::File(fd, p)))
             .map_err(|e| {
                 ShepherdError::NotFound(format!("the embedded copy cannot be run here: {e}"))
             });
@@ -138,7 +137,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<ShepherdSource, ShepherdError> 
 /// The memfd with the embedded bytes, or why there is none.
 static MEMFD: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
 /// The checked file copy, once memfds proved unusable (and why not, if not).
-static FILE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+static FILE: OnceLock<Result<(OwnedFd, PathBuf), String>> = OnceLock::new();
 
 /// Switches this process to running the embedded shepherd from a file,
 /// because `memfd_refused` (memfd creation or execution failed so): the
@@ -147,7 +146,7 @@ pub fn fall_back_to_file(memfd_refused: &str) -> Result<ShepherdSource, Shepherd
     let file =
         FILE.get_or_init(|| write_private_copy().map_err(|e| format!("{memfd_refused}; {e}")));
     match file {
-        Ok(p) => Ok(ShepherdSource::Embedded(EmbeddedCopy::File(p))),
+        Ok((fd, p)) => Ok(ShepherdSource::Embedded(EmbeddedCopy::File(fd, p))),
         Err(e) => Err(ShepherdError::NotFound(format!(
             "no explicit path, {SHEPHERD_ENV} is not set (or ignored: setuid), and the embedded copy cannot be run: {e}"
         ))),
@@ -164,18 +163,24 @@ fn private_dirs() -> Vec<PathBuf> {
             dirs.push(PathBuf::from(runtime).join(&name));
         }
     }
-    dirs.push(std::env::temp_dir().join(&name));
+    // TMPDIR is the invoker's to set: not in a setuid program.
+    let temp = if secure_execution() {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    };
+    dirs.push(temp.join(&name));
     dirs
 }
 
-fn write_private_copy() -> Result<PathBuf, String> {
+fn write_private_copy() -> Result<(OwnedFd, PathBuf), String> {
     // Named after the contents, so processes running different versions
     // never share (or replace) each other's copy.
     let file_name = format!("{SHEPHERD_NAME}-{:016x}", fnv1a(EMBEDDED));
     let mut failures = Vec::new();
     for dir in private_dirs() {
         match netrunner_sys::memfd::private_executable(&dir, &file_name, EMBEDDED) {
-            Ok(path) => return Ok(path),
+            Ok(fd) => return Ok((fd, dir.join(&file_name))),
             Err(e) => failures.push(format!("{}: {e}", dir.display())),
         }
     }

@@ -58,10 +58,10 @@ struct Spare {
     identity: Identity,
 }
 
-/// A thread's identity and its process's cgroups.
+/// A thread's identity and cgroups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Identity {
-    identity: Vec<u8>,
+    identity: inherit::Identity,
     cgroups: Vec<u8>,
 }
 
@@ -70,9 +70,11 @@ struct Slot {
     spare: Option<Spare>,
     /// A spare from this source is wanted.
     wanted: Option<ShepherdSource>,
-    /// The identity of the last caller that had one compared: a spare
-    /// that would not match it is not worth starting.
-    last_caller: Option<Identity>,
+    /// The identity of the last caller that had one compared (`None`
+    /// inside: it could not be compared): a spare that would not match it
+    /// is not worth starting. Forgotten whenever a caller finds no spare,
+    /// so one unusual caller does not stop spares for everyone.
+    last_caller: Option<Option<Identity>>,
     /// The refill thread is starting one now.
     busy: bool,
 }
@@ -109,10 +111,10 @@ impl Caller {
     }
 }
 
-fn discard(spare: Spare) {
+fn discard(spare: Started) {
     // EOF before any request: the shepherd exits at once.
-    drop(spare.started.socket);
-    reaper::reap(spare.started.child);
+    drop(spare.socket);
+    reaper::reap(spare.child);
 }
 
 /// The pool, if this process started it (not a copy made by `fork`).
@@ -148,32 +150,37 @@ pub fn take(source: &ShepherdSource, start: Start) -> Option<Taken> {
         None => POOL.get_or_init(|| start_refill_thread(start)).as_ref()?,
     };
     let mut slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
-    let spare = slot.spare.take();
-    slot.wanted = Some(source.clone());
-    pool.changed.notify_all();
+    let Some(spare) = slot.spare.take() else {
+        slot.wanted = Some(source.clone());
+        slot.last_caller = None;
+        pool.changed.notify_all();
+        return None;
+    };
     drop(slot);
-    let spare = spare?;
     let caller = Caller::now();
     let same = caller.identity.as_ref() == Some(&spare.identity) && spare.source == *source;
-    if let Some(identity) = caller.identity.clone() {
-        pool.slot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last_caller = Some(identity);
-    }
+    // The next spare is asked for once the refill thread can tell whether
+    // it would serve this caller.
+    let mut slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
+    slot.wanted = Some(source.clone());
+    slot.last_caller = Some(caller.identity.clone());
+    pool.changed.notify_all();
+    drop(slot);
     let attributes = inherit::thread_attributes().ok().filter(|_| same);
     match (attributes, caller.identity) {
         (Some(attributes), Some(identity)) => Some(Taken {
             started: spare.started,
             check: SpareCheck {
-                identity: identity.identity,
+                // The spare has exec'd since the refill thread forked it:
+                // it compares what an exec leaves alone.
+                identity: identity.identity.exec_invariant,
                 cgroups: identity.cgroups,
                 attributes,
             },
             umask: caller.umask,
         }),
         _ => {
-            discard(spare);
+            discard(spare.started);
             None
         }
     }
@@ -225,30 +232,39 @@ fn refill(start: Start) {
                 continue;
             }
         };
+        slot.busy = true;
+        let last_caller = slot.last_caller.clone();
+        drop(slot);
         // Only a spare identical to what the last caller would fork can
         // serve it; one from a thread that differs (another namespace,
-        // other credentials) would be thrown away unused.
-        let Some(own) = Caller::now().identity else {
-            continue;
+        // other credentials) would be thrown away unused. Our identity is
+        // read before and after the start: a change and its undoing
+        // around the fork (a temporary seteuid, which glibc applies to
+        // every thread) shows as a difference.
+        let before = Caller::now().identity;
+        let wanted = last_caller.is_none_or(|last| last == before);
+        let started = match before {
+            Some(_) if wanted => Some(start(&source)),
+            _ => None,
         };
-        if slot.last_caller.as_ref().is_some_and(|last| *last != own) {
-            continue;
-        }
-        slot.busy = true;
-        drop(slot);
-        let started = start(&source);
+        let after = started.as_ref().and_then(|_| Caller::now().identity);
         slot = pool.slot.lock().unwrap_or_else(|e| e.into_inner());
         slot.busy = false;
-        if let Ok((started, source)) = started {
-            let spare = Spare {
-                started,
-                source,
-                identity: own,
-            };
-            match slot.spare {
-                None => slot.spare = Some(spare),
-                Some(_) => discard(spare),
+        let own = before.filter(|b| Some(b) == after.as_ref());
+        match (started, own) {
+            (Some(Ok((started, source))), Some(own)) => {
+                let spare = Spare {
+                    started,
+                    source,
+                    identity: own,
+                };
+                match slot.spare {
+                    None => slot.spare = Some(spare),
+                    Some(_) => discard(spare.started),
+                }
             }
+            (Some(Ok((started, _))), None) => discard(started),
+            _ => {}
         }
         pool.changed.notify_all();
     }

@@ -370,9 +370,13 @@ fn run() -> io::Result<()> {
     Ok(())
 }
 
-/// This process's identity (see [`netrunner_sys::inherit::identity`]).
+/// The part of this process's identity an exec leaves alone (see
+/// [`netrunner_sys::inherit::Identity`]): what a spare can still compare
+/// with the caller's after its own exec.
 fn own_identity_now() -> Option<Vec<u8>> {
-    netrunner_sys::inherit::thread_status().and_then(|s| netrunner_sys::inherit::identity(&s))
+    netrunner_sys::inherit::thread_status()
+        .and_then(|s| netrunner_sys::inherit::identity(&s))
+        .map(|id| id.exec_invariant)
 }
 
 /// For a spare: proves it has the caller's identity and cgroups, then takes

@@ -228,6 +228,12 @@ const IDENTITY_STATUS_FIELDS: [&str; 13] = [
     "Speculation",
 ];
 
+/// Status fields an `execve` of an ordinary binary may change: the
+/// permitted and effective capabilities are recomputed, and the `*_NOEXEC`
+/// speculation controls are cleared. (Of `Uid:`/`Gid:` only the saved and
+/// filesystem ids change; the real and effective ones are kept.)
+const CHANGED_BY_EXEC: [&str; 3] = ["CapPrm:", "CapEff:", "Speculation"];
+
 /// Namespaces a child is born into, by their `/proc/thread-self/ns` names.
 /// For pid and time that is the `*_for_children` link: the namespace the
 /// caller itself lives in matters no more than where its children go.
@@ -242,8 +248,33 @@ const NAMESPACES: [&str; 8] = [
     "uts",
 ];
 
-/// The calling thread's identity, given its status text: everything a child
-/// inherits that a process cannot take on after it started.
+/// `SECBIT_KEEP_CAPS`, which every `execve` clears.
+const SECBIT_KEEP_CAPS: u32 = 1 << 4;
+
+/// A thread's identity: everything a child inherits that a process cannot
+/// take on after it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// All of it, to compare two threads of one process (the caller and
+    /// the refill thread, before it starts a spare).
+    pub full: Vec<u8>,
+    /// The part an `execve` leaves alone, to compare a thread with a
+    /// shepherd it started (which has exec'd since): without the permitted
+    /// and effective capabilities, saved and filesystem ids, `*_NOEXEC`
+    /// speculation controls, `SECBIT_KEEP_CAPS` and LSM labels.
+    pub exec_invariant: Vec<u8>,
+}
+
+impl Identity {
+    fn push(&mut self, bytes: &[u8], survives_exec: bool) {
+        self.full.extend_from_slice(bytes);
+        if survives_exec {
+            self.exec_invariant.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// The calling thread's identity, given its status text (see [`Identity`]).
 ///
 /// `None` when the thread cannot be compared with another process: it runs
 /// under a seccomp filter (or strict mode) or with `no_new_privs` set (which
@@ -258,9 +289,14 @@ const NAMESPACES: [&str; 8] = [
 /// - [`proc_pid_status(5)`](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html),
 ///   [`namespaces(7)`](https://man7.org/linux/man-pages/man7/namespaces.7.html),
 ///   [`capabilities(7)`](https://man7.org/linux/man-pages/man7/capabilities.7.html) (securebits),
-///   [`keyrings(7)`](https://man7.org/linux/man-pages/man7/keyrings.7.html)
-pub fn identity(status: &str) -> Option<Vec<u8>> {
-    let mut id = Vec::with_capacity(1024);
+///   [`keyrings(7)`](https://man7.org/linux/man-pages/man7/keyrings.7.html),
+///   [`PR_SET_MDWE`](https://man7.org/linux/man-pages/man2/PR_SET_MDWE.2const.html),
+///   [`core scheduling`](https://docs.kernel.org/admin-guide/hw-vuln/core-scheduling.html)
+pub fn identity(status: &str) -> Option<Identity> {
+    let mut id = Identity {
+        full: Vec::with_capacity(1024),
+        exec_invariant: Vec::with_capacity(1024),
+    };
     for line in status
         .lines()
         .filter(|l| IDENTITY_STATUS_FIELDS.iter().any(|f| l.starts_with(f)))
@@ -271,10 +307,24 @@ pub fn identity(status: &str) -> Option<Vec<u8>> {
         {
             return None;
         }
-        id.extend_from_slice(line.as_bytes());
-        id.push(b'\n');
+        id.full.extend_from_slice(line.as_bytes());
+        id.full.push(b'\n');
+        if CHANGED_BY_EXEC.iter().any(|f| line.starts_with(f)) {
+            continue;
+        }
+        let kept = if line.starts_with("Uid:") || line.starts_with("Gid:") {
+            // Real and effective.
+            line.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            line.to_owned()
+        };
+        id.exec_invariant.extend_from_slice(kept.as_bytes());
+        id.exec_invariant.push(b'\n');
     }
-    if id.is_empty() {
+    if id.full.is_empty() {
         return None;
     }
     let ns = rustix::fs::open(
@@ -286,8 +336,8 @@ pub fn identity(status: &str) -> Option<Vec<u8>> {
     for name in NAMESPACES {
         // A kernel too old for a link lacks it in every process alike.
         if let Ok(st) = rustix::fs::statat(&ns, name, AtFlags::empty()) {
-            id.extend_from_slice(&st.st_dev.to_le_bytes());
-            id.extend_from_slice(&st.st_ino.to_le_bytes());
+            id.push(&st.st_dev.to_le_bytes(), true);
+            id.push(&st.st_ino.to_le_bytes(), true);
         }
     }
     drop(ns);
@@ -306,26 +356,72 @@ pub fn identity(status: &str) -> Option<Vec<u8>> {
         root.stx_ino,
         root.stx_mnt_id,
     ] {
-        id.extend_from_slice(&n.to_le_bytes());
+        id.push(&n.to_le_bytes(), true);
     }
-    id.extend_from_slice(
-        &rustix::thread::capabilities_secure_bits()
-            .ok()?
-            .bits()
-            .to_le_bytes(),
+    let securebits = rustix::thread::capabilities_secure_bits().ok()?.bits();
+    id.push(&securebits.to_le_bytes(), false);
+    id.push(&(securebits & !SECBIT_KEEP_CAPS).to_le_bytes(), true);
+    id.push(
+        &[rustix::thread::transparent_huge_pages_are_disabled().ok()? as u8],
+        true,
     );
-    id.push(rustix::thread::transparent_huge_pages_are_disabled().ok()? as u8);
-    id.extend_from_slice(&session_keyring().to_le_bytes());
-    if let Ok(filter) = std::fs::read("/proc/self/coredump_filter") {
-        id.extend_from_slice(&filter);
+    id.push(&session_keyring().to_le_bytes(), true);
+    id.push(&prctl_or_errno(PR_GET_MDWE).to_le_bytes(), true);
+    id.push(&core_scheduling_cookie().to_le_bytes(), true);
+    for file in [
+        "/proc/self/coredump_filter",
+        "/proc/thread-self/loginuid",
+        "/proc/thread-self/sessionid",
+    ] {
+        if let Ok(value) = std::fs::read(file) {
+            id.push(&value, true);
+            id.push(b"\n", true);
+        }
     }
-    lsm_labels(&mut id);
+    let mut labels = Vec::new();
+    lsm_labels(&mut labels);
+    id.push(&labels, false);
     Some(id)
 }
 
-/// The calling process's cgroup membership (`/proc/self/cgroup`).
+/// The calling thread's cgroup membership (`/proc/thread-self/cgroup`: a
+/// thread of a threaded cgroup can be elsewhere than its process).
 pub fn cgroups() -> Option<Vec<u8>> {
-    std::fs::read("/proc/self/cgroup").ok()
+    std::fs::read("/proc/thread-self/cgroup").ok()
+}
+
+/// `PR_GET_MDWE` (Linux 6.3+): memory-deny-write-execute, which children
+/// inherit and cannot undo.
+const PR_GET_MDWE: libc::c_int = 66;
+
+/// `prctl(option, 0, 0, 0, 0)`'s result, or minus the error number.
+fn prctl_or_errno(option: libc::c_int) -> i64 {
+    // SAFETY: a get-style prctl with all-zero arguments reads nothing of
+    // ours and returns its answer as the result.
+    let rc = unsafe {
+        libc::prctl(
+            option,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc < 0 {
+        -i64::from(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        i64::from(rc)
+    }
+}
+
+/// The calling thread's core-scheduling cookie (children inherit it), or
+/// minus the error number where the kernel has no core scheduling.
+fn core_scheduling_cookie() -> i64 {
+    let tid = rustix::thread::gettid();
+    match rustix::thread::core_scheduling_cookie(tid, rustix::thread::CoreSchedulingScope::Thread) {
+        Ok(cookie) => cookie as i64,
+        Err(e) => -i64::from(e.raw_os_error()),
+    }
 }
 
 /// The session keyring's serial number, or the error number when there is
@@ -380,6 +476,7 @@ mod tests {
         let status = thread_status().unwrap();
         let id = identity(&status).expect("a test thread is comparable");
         assert_eq!(identity(&thread_status().unwrap()).as_ref(), Some(&id));
+        assert!(id.exec_invariant.len() < id.full.len());
         // A thread whose securebits differ is another identity; set them on
         // a scratch thread only.
         let other = std::thread::spawn(|| {

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
 
@@ -87,19 +87,22 @@ pub fn exec_fd_instead(
 }
 
 /// Writes `bytes` as the executable `name` in `dir`, a directory private to
-/// this user (created 0700 if missing), and returns its path once the file
-/// there is proven to be ours and to hold exactly `bytes`.
+/// this user (created 0700 if missing), and returns a read-only descriptor
+/// of the file there, proven through that very descriptor to be ours, not
+/// writable by others, executable by us, and to hold exactly `bytes`.
 ///
 /// For where executing a memfd is refused (`vm.memfd_noexec = 2`, an LSM
-/// policy). The directory must be a real directory (not a symlink) owned
-/// by the effective user and closed to everyone else; the file is written
-/// under a temporary name (`O_EXCL`, mode 0700) and renamed into place, so
-/// a reader never sees half of it; an existing file of that name is reused
-/// only if it passes the same checks. Every refusal names its cause.
-pub fn private_executable(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+/// policy). Run the result with [`exec_fd_instead`]: what was checked is
+/// what runs, whatever happens to the path afterwards. The directory must
+/// be a real directory (not a symlink) owned by the effective user and
+/// closed to everyone else; the file is written under a temporary name
+/// (`O_EXCL`, mode 0700 whatever the umask) and renamed into place; an
+/// existing file of that name is reused only if it passes the same checks.
+/// Every refusal names its cause.
+pub fn private_executable(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<OwnedFd> {
     let euid = rustix::process::geteuid().as_raw();
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => {
             return Err(io::Error::new(
@@ -121,8 +124,8 @@ pub fn private_executable(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<Pa
         ));
     }
     let path = dir.join(name);
-    if holds_exactly(&path, bytes, euid)? {
-        return Ok(path);
+    if let Some(fd) = open_if_exactly(&path, bytes, euid)? {
+        return Ok(fd);
     }
     let temporary = dir.join(format!(".{name}.{}", std::process::id()));
     let _ = std::fs::remove_file(&temporary);
@@ -132,45 +135,47 @@ pub fn private_executable(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<Pa
         .mode(0o700)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(&temporary)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o700))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, &path)?;
-    if holds_exactly(&path, bytes, euid)? {
-        Ok(path)
-    } else {
-        Err(io::Error::new(
+    open_if_exactly(&path, bytes, euid)?.ok_or_else(|| {
+        io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{} does not read back as written", path.display()),
-        ))
-    }
+        )
+    })
 }
 
-/// Whether `path` is a regular file of `euid`, writable by nobody else,
-/// holding exactly `bytes` (read through a descriptor opened without
-/// following symlinks, so what is checked is what is there).
-fn holds_exactly(path: &Path, bytes: &[u8], euid: u32) -> io::Result<bool> {
+/// A read-only descriptor of `path` if it is a regular file of `euid`,
+/// writable by nobody else, executable by its owner, and holding exactly
+/// `bytes` — all checked through the descriptor (opened without following
+/// symlinks), so what is checked is what is returned.
+fn open_if_exactly(path: &Path, bytes: &[u8], euid: u32) -> io::Result<Option<OwnedFd>> {
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(path)
     {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Ok(None),
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
+    let mode = meta.permissions().mode();
     if !meta.is_file()
         || meta.uid() != euid
-        || meta.permissions().mode() & 0o022 != 0
+        || mode & 0o022 != 0
+        || mode & 0o100 == 0
         || meta.len() != bytes.len() as u64
     {
-        return Ok(false);
+        return Ok(None);
     }
     let mut contents = Vec::with_capacity(bytes.len());
     file.read_to_end(&mut contents)?;
-    Ok(contents == bytes)
+    Ok((contents == bytes).then(|| file.into()))
 }
 
 /// Whether this process runs with `AT_SECURE` (setuid, setgid or file
@@ -216,16 +221,24 @@ mod tests {
     fn a_private_copy_is_checked_and_reused() {
         let bytes = std::fs::read("/bin/true").unwrap();
         let dir = std::env::temp_dir().join(format!("netrunner-private-{}", std::process::id()));
-        let path = private_executable(&dir, "true-copy", &bytes).unwrap();
-        assert!(std::process::Command::new(&path)
-            .status()
-            .unwrap()
-            .success());
-        assert_eq!(private_executable(&dir, "true-copy", &bytes).unwrap(), path);
-        // A file someone else could have written is replaced.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.join("true-copy");
+        let fd: &'static OwnedFd = Box::leak(Box::new(
+            private_executable(&dir, "true-copy", &bytes).unwrap(),
+        ));
+        let mut cmd = std::process::Command::new("unused");
+        exec_fd_instead(&mut cmd, fd.as_fd(), c"true");
+        assert!(cmd.status().unwrap().success());
+        let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let first = inode(&path);
         private_executable(&dir, "true-copy", &bytes).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(inode(&path), first, "a good copy is reused");
+        // A file someone else could have written, or that is not
+        // executable, is replaced.
+        for mode in [0o777, 0o600] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            private_executable(&dir, "true-copy", &bytes).unwrap();
+            assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o700);
+        }
         // A directory open to others is refused.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = private_executable(&dir, "true-copy", &bytes).unwrap_err();

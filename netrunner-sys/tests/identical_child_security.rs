@@ -180,6 +180,8 @@ fn a_fork_copy_of_the_owner_has_its_own_shepherds_and_no_hang() {
     let spare = netrunner_core::spare::spare_pid();
     // The copy stays alive until the parent closes this pipe's write end.
     let (hold_r, hold_w) = netrunner_sys::fd::pipe2_cloexec().unwrap();
+    // The copy writes a byte here once it dropped its copy of `before`.
+    let (dropped_r, dropped_w) = netrunner_sys::fd::pipe2_cloexec().unwrap();
 
     // SAFETY: fork in a process with other threads (the test harness, the
     // refill and reaper threads): the copy runs only this thread. It takes
@@ -190,6 +192,10 @@ fn a_fork_copy_of_the_owner_has_its_own_shepherds_and_no_hang() {
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {
             drop(hold_w);
+            // Its copy of the parent's child: dropping it must not end the
+            // parent's command.
+            drop(before);
+            let _ = rustix::io::write(&dropped_w, b"d");
             let verdict = std::panic::catch_unwind(|| spawn_and_drop_round(spare))
                 .unwrap_or(Err("panicked".to_owned()));
             let _ = rustix::io::read(&hold_r, &mut [0u8; 1]);
@@ -201,14 +207,22 @@ fn a_fork_copy_of_the_owner_has_its_own_shepherds_and_no_hang() {
             unsafe { nix::libc::_exit(i32::from(verdict.is_err())) }
         }
         nix::unistd::ForkResult::Parent { child: copy } => {
+            drop(dropped_w);
+            let held = before.id();
+            let _ = rustix::io::read(&dropped_r, &mut [0u8; 1]);
+            std::thread::sleep(Duration::from_millis(200));
+            let outlived_the_copys_drop = netrunner_tests::alive(held);
             // Our own drop kills our command although the copy holds a
             // descriptor of its shepherd's socket.
-            let held = before.id();
             drop(before);
             let survived = wait_gone(&[held], Duration::from_secs(7));
             let ours = spawn_and_drop_round(None);
             drop(hold_w);
             let status = wait_for_copy(copy, Duration::from_secs(60));
+            assert!(
+                outlived_the_copys_drop,
+                "a fork copy's drop ended the parent's command"
+            );
             assert!(
                 survived.is_empty(),
                 "a child dropped while a fork copy lives kept running"
