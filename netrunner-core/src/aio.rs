@@ -49,14 +49,10 @@ pub fn read_spare(fd: BorrowedFd<'_>, vec: &mut Vec<u8>) -> io::Result<usize> {
     }
 }
 
-/// `write(2)` on one of our pipe or pty ends.
+/// `write(2)` on one of our pipe or pty ends; a reader that went away is
+/// `BrokenPipe`, never a SIGPIPE in the host.
 pub fn write_once(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    loop {
-        match rustix::io::write(fd, buf) {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => return other.map_err(Into::into),
-        }
-    }
+    netrunner_sys::fd::write_without_sigpipe(fd, buf)
 }
 
 /// One end of a child's stdin, stdout or stderr, registered with a runtime.

@@ -162,7 +162,7 @@ impl Feeder {
     }
     /// `n` more bytes were written.
     pub fn advance(&mut self, n: usize) {
-        self.written = (self.written + n).min(self.data.len());
+        self.written = self.written.saturating_add(n).min(self.data.len());
     }
     /// Everything was written.
     pub fn is_done(&self) -> bool {

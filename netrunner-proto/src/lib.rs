@@ -23,8 +23,9 @@ pub const HEADER_LEN: usize = 4;
 /// Linux's `ARG_MAX` limits, small enough to refuse allocation bombs.
 pub const MAX_FRAME_LEN: usize = 16 << 20;
 
-/// Largest number of file descriptors one spawn request may reference.
-pub const MAX_PASSED_FDS: usize = 3;
+/// Largest number of file descriptors one spawn request may reference: the
+/// three standard streams and the owner's working directory.
+pub const MAX_PASSED_FDS: usize = 4;
 
 const_assert!(HEADER_LEN == core::mem::size_of::<u32>());
 const_assert!(MAX_FRAME_LEN <= u32::MAX as usize);
@@ -830,7 +831,11 @@ impl Decode for ToShepherd {
                     None
                 };
                 let cwd_fd = if r.bool("cwd fd present")? {
-                    Some(r.u8("cwd fd")?)
+                    let index = r.u8("cwd fd")?;
+                    if usize::from(index) >= MAX_PASSED_FDS {
+                        return Err(DecodeError::InvalidValue("cwd fd"));
+                    }
+                    Some(index)
                 } else {
                     None
                 };

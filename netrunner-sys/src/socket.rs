@@ -9,9 +9,8 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
-/// Most descriptors one message may carry: three standard streams and a
-/// working directory.
-pub const MAX_FDS_PER_MESSAGE: usize = 4;
+/// Most descriptors one message may carry: those of a spawn request.
+pub const MAX_FDS_PER_MESSAGE: usize = netrunner_proto::MAX_PASSED_FDS;
 
 /// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
 ///
@@ -105,11 +104,23 @@ pub fn recvmsg_with_fds(
             other => break other?,
         }
     };
+    let mut received_now = Vec::new();
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = message {
-            fds.extend(received);
+            received_now.extend(received);
         }
     }
+    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        // The peer sent more descriptors than any message of ours carries;
+        // the kernel closed the rest. The bytes are consumed, so the link
+        // cannot go on: say so (closing what did arrive).
+        drop(received_now);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than {MAX_FDS_PER_MESSAGE} descriptors in one message"),
+        ));
+    }
+    fds.extend(received_now);
     Ok(msg.bytes)
 }
 
@@ -117,6 +128,40 @@ pub fn recvmsg_with_fds(
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn too_many_descriptors_are_an_error_not_a_silent_loss() {
+        let (a, b) = socketpair_stream().unwrap();
+        // Ten: more than the receive buffer holds even with its alignment
+        // slack.
+        let pipes: Vec<_> = (0..5)
+            .map(|_| crate::fd::pipe2_cloexec().unwrap())
+            .collect();
+        let ten: Vec<BorrowedFd<'_>> = pipes
+            .iter()
+            .flat_map(|(r, w)| [r.as_fd(), w.as_fd()])
+            .collect();
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(10))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        assert!(control.push(SendAncillaryMessage::ScmRights(&ten)));
+        rustix::net::sendmsg(
+            a.as_fd(),
+            &[io::IoSlice::new(b"x")],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .unwrap();
+        let before = crate::fd::count_open_fds().unwrap();
+        let mut fds = Vec::new();
+        let err = recvmsg_with_fds(b.as_fd(), &mut [0u8; 4], &mut fds).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(fds.is_empty());
+        assert_eq!(
+            crate::fd::count_open_fds().unwrap(),
+            before,
+            "nothing leaked"
+        );
+    }
 
     #[test]
     fn passes_descriptors_that_arrive_cloexec() {
