@@ -397,7 +397,10 @@ impl Child {
 
     /// Waits at most `timeout` for the command to finish.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
-        let deadline = Instant::now() + timeout;
+        // A timeout past what `Instant` can hold is no deadline at all.
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return self.wait().map(Some);
+        };
         loop {
             if let Some(status) = self.link.state.status()? {
                 return Ok(Some(status));

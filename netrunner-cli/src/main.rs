@@ -37,6 +37,18 @@ const EXIT_INTERNAL: u8 = 125;
 const EXIT_NOT_EXECUTABLE: u8 = 126;
 /// Exit code when the program was not found.
 const EXIT_NOT_FOUND: u8 = 127;
+/// Exit code when whoever reads our output went away before all of it was
+/// delivered (128 + SIGPIPE, what a shell shows for `cat` in that spot).
+const EXIT_OUTPUT_LOST: u8 = 141;
+
+/// Writes a line to our stderr; a stderr that is gone (closed pipe) is no
+/// reason to panic or to change the exit status.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -46,7 +58,8 @@ Exit status:
   123     the output limit was reached (the tree was terminated)
   125     netrunner itself failed (bad usage, bad --cwd, no shepherd)
   126     the program exists but cannot be executed
-  127     the program was not found";
+  127     the program was not found
+  141     our own reader went away before all output was delivered";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -70,6 +83,7 @@ enum Commands {
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// Limit on the whole run (e.g. 500ms, 10s, 2m); on expiry SIGTERM, grace, SIGKILL.
+    /// 0 means no limit, as for timeout(1).
     #[arg(long, value_parser = units::parse_duration)]
     timeout: Option<Duration>,
     /// Grace between SIGTERM and SIGKILL.
@@ -152,7 +166,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("netrunner: cannot start the runtime: {e}");
+            say!("netrunner: cannot start the runtime: {e}");
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
@@ -196,11 +210,21 @@ impl Budget {
 
 /// Copies `from` to `to` chunk by chunk, writing each before reading the
 /// next (backpressure), and stops at the budget.
+/// What one pump got through.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pumped {
+    /// Bytes written to the destination (and flushed).
+    delivered: u64,
+    /// The destination refused a write: its reader went away.
+    lost: bool,
+}
+
 async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     budget: Option<Arc<Budget>>,
-) {
+) -> Pumped {
+    let mut pumped = Pumped::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
@@ -211,12 +235,15 @@ async fn pump(
         if to.write_all(&buf[..pass]).await.is_err() || to.flush().await.is_err() {
             // Our reader went away: stop reading, so the command sees a
             // broken pipe as it would in a shell pipeline.
+            pumped.lost = true;
             break;
         }
+        pumped.delivered += pass as u64;
         if pass < n {
             break;
         }
     }
+    pumped
 }
 
 async fn run(args: RunArgs) -> u8 {
@@ -231,7 +258,8 @@ async fn run(args: RunArgs) -> u8 {
     if let Some(dir) = &args.cwd {
         cmd.current_dir(dir);
     }
-    if let Some(t) = args.timeout {
+    // 0 means no timeout, as for timeout(1).
+    if let Some(t) = args.timeout.filter(|t| !t.is_zero()) {
         cmd.timeout(t);
     }
     if args.pty {
@@ -284,7 +312,7 @@ async fn run(args: RunArgs) -> u8 {
         match signal(kind) {
             Ok(s) => signals.push(s),
             Err(e) => {
-                eprintln!("netrunner: cannot handle signals: {e}");
+                say!("netrunner: cannot handle signals: {e}");
                 return EXIT_INTERNAL;
             }
         }
@@ -347,20 +375,24 @@ async fn run(args: RunArgs) -> u8 {
     // is delivered. A reader of ours that stops reading could hold that up
     // forever: a signal then ends the wait, as it would end `cat`.
     let drained = async {
+        let mut total = Pumped::default();
         for p in pumps {
-            let _ = p.await;
+            let one = p.await.unwrap_or_default();
+            total.delivered += one.delivered;
+            total.lost |= one.lost;
         }
+        total
     };
-    tokio::select! {
-        () = drained => {}
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        _ = hup.recv() => {}
-    }
+    let pumped = tokio::select! {
+        total = drained => total,
+        _ = term.recv() => Pumped::default(),
+        _ = int.recv() => Pumped::default(),
+        _ = hup.recv() => Pumped::default(),
+    };
     let status = match status {
         Ok(status) => status,
         Err(e) => {
-            eprintln!("netrunner: {e}");
+            say!("netrunner: {e}");
             return EXIT_INTERNAL;
         }
     };
@@ -372,6 +404,8 @@ async fn run(args: RunArgs) -> u8 {
         EXIT_TIMEOUT
     } else if output_limited {
         EXIT_OUTPUT_LIMIT
+    } else if pumped.lost {
+        EXIT_OUTPUT_LOST
     } else if let Some(code) = status.code() {
         // Exit codes are 0..=255 on Unix.
         code as u8
@@ -384,13 +418,15 @@ async fn run(args: RunArgs) -> u8 {
             timed_out,
             output_limited,
             exit: i32::from(exit),
+            delivered: pumped.delivered,
+            output_lost: pumped.lost,
         };
         let stats = child.stats();
         let line = match format {
             StatsFormat::Human => report::human(&outcome, &stats),
             StatsFormat::Json => report::json(&outcome, &stats),
         };
-        eprintln!("{line}");
+        say!("{line}");
     }
     exit
 }
@@ -399,7 +435,7 @@ fn spawn_failure(program: &std::ffi::OsStr, e: Error) -> u8 {
     let name = program.to_string_lossy();
     match &e {
         Error::Spawn { source, .. } => {
-            eprintln!("netrunner: {name}: {source}");
+            say!("netrunner: {name}: {source}");
             // A failed setup step (e.g. a missing --cwd) is ours, not the program's.
             let setup = source
                 .get_ref()
@@ -413,7 +449,7 @@ fn spawn_failure(program: &std::ffi::OsStr, e: Error) -> u8 {
             }
         }
         other => {
-            eprintln!("netrunner: {name}: {other}");
+            say!("netrunner: {name}: {other}");
             EXIT_INTERNAL
         }
     }

@@ -15,6 +15,11 @@ pub struct Outcome {
     pub output_limited: bool,
     /// netrunner's own exit code.
     pub exit: i32,
+    /// Output bytes (stdout and stderr) netrunner got through to its own
+    /// streams.
+    pub delivered: u64,
+    /// netrunner's own reader went away before all output was delivered.
+    pub output_lost: bool,
 }
 
 fn json_string(s: &str) -> String {
@@ -39,7 +44,8 @@ pub fn json(outcome: &Outcome, stats: &Stats) -> String {
     format!(
         concat!(
             "{{\"exit\":{},\"status\":{},\"exit_code\":{},\"signal\":{},\"core_dumped\":{},",
-            "\"timed_out\":{},\"output_limited\":{},\"duration_secs\":{:.6},",
+            "\"timed_out\":{},\"output_limited\":{},\"output_lost\":{},\"delivered_bytes\":{},",
+            "\"duration_secs\":{:.6},",
             "\"bytes_in\":{},\"bytes_out\":{},\"bytes_err\":{},\"reads\":{},\"writes\":{},",
             "\"user_secs\":{:.6},\"system_secs\":{:.6},\"max_rss_bytes\":{}}}"
         ),
@@ -50,6 +56,8 @@ pub fn json(outcome: &Outcome, stats: &Stats) -> String {
         outcome.status.core_dumped(),
         outcome.timed_out,
         outcome.output_limited,
+        outcome.output_lost,
+        outcome.delivered,
         stats.duration.as_secs_f64(),
         stats.bytes_in,
         stats.bytes_out,
@@ -79,6 +87,13 @@ pub fn human(outcome: &Outcome, stats: &Stats) -> String {
     }
     if outcome.output_limited {
         ending.push_str(", output limit reached");
+    }
+    if outcome.output_lost {
+        let _ = write!(
+            ending,
+            ", our reader went away after {} delivered",
+            bytes(outcome.delivered)
+        );
     }
     format!(
         "netrunner: {ending} after {:.3}s; in {}, out {}, err {}; cpu user {:.3}s sys {:.3}s; max rss {}",

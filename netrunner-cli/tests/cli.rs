@@ -389,3 +389,59 @@ fn a_stalled_reader_does_not_keep_netrunner_alive_after_a_signal() {
     }
     assert_eq!(child.wait().unwrap().code(), Some(124));
 }
+
+#[test]
+fn timeout_zero_means_no_timeout_as_for_timeout_1() {
+    for _ in 0..20 {
+        let out = netrunner(&["run", "--timeout", "0", "--", "true"]);
+        assert_eq!(code(&out), 0, "{out:?}");
+    }
+}
+
+#[test]
+fn a_closed_stderr_is_no_reason_to_panic() {
+    let (read, write) = netrunner_sys::fd::pipe2_cloexec().unwrap();
+    drop(read);
+    let out = Command::new(BIN)
+        .args(["run", "--stats", "--", "sh", "-c", "exit 3"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::from(write))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{out:?}");
+}
+
+#[test]
+fn a_reader_that_goes_away_is_reported_not_hidden() {
+    // The command ignores SIGPIPE and exits 0 whatever happens to its
+    // output; netrunner's own reader reads a little and leaves.
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--stats=json",
+            "--",
+            "sh",
+            "-c",
+            "trap '' PIPE; head -c 4000000 /dev/zero; exit 0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut some = [0u8; 10];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut some).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 141, "{out:?}");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(report.contains("\"output_lost\":true"), "{report}");
+    assert!(report.contains("\"exit_code\":0"), "{report}");
+    let delivered: u64 = report
+        .split("\"delivered_bytes\":")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("delivered_bytes in the report");
+    assert!(delivered < 4_000_000, "{report}");
+}

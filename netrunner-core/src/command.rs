@@ -250,6 +250,10 @@ impl<F> Command<F> {
     /// (SIGTERM, grace, SIGKILL) and `output()`/`status()` return
     /// [`Error::Timeout`]. Enforced by the shepherd, so it holds even when
     /// nobody is waiting on the child.
+    ///
+    /// A zero timeout is refused with [`Error::InvalidInput`] at spawn
+    /// time, before anything starts: whether a command could finish in no
+    /// time would be a race. Leave the timeout unset for no limit.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = Some(timeout);
         self
@@ -488,6 +492,12 @@ impl<F> Command<F> {
         let program = self.program.as_bytes();
         if program.is_empty() {
             return Err(Error::invalid("program", "is empty"));
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(Error::invalid(
+                "timeout",
+                "is zero (leave it unset for no limit)",
+            ));
         }
         check_nul(|| "program".into(), program)?;
         let mut argv = Vec::with_capacity(self.args.len() + 1);

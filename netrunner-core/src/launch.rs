@@ -106,6 +106,8 @@ struct Slot {
 /// nothing is left running: an exec failure is [`Error::Spawn`] carrying the
 /// real OS error, never an exit status.
 pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
+    // Shepherds dropped while no reaper thread could start are reaped here.
+    crate::reaper::reap_backlog();
     let Prepared {
         program,
         path: exec_path,
@@ -262,6 +264,15 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
             }),
         spare_check: None,
     };
+    let fresh_frames = frames(&request);
+    if fresh_frames.len() > REQUEST_LIMIT {
+        // What the kernel would say at exec; the shepherd's decoder would
+        // refuse the frame as a protocol violation.
+        return Err(Error::Spawn {
+            program,
+            source: io::Error::from_raw_os_error(rustix::io::Errno::TOOBIG.raw_os_error()),
+        });
+    }
     let spare = match source {
         ShepherdSource::Embedded(_) => spare::take(&source, start_fresh),
         _ => None,
@@ -269,7 +280,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
     let outcome = match spare {
         Some(taken) => handshake_with_spare(taken, &mut request, &passed, &source),
         None => start_fresh(&source).and_then(|(started, source)| {
-            handshake(started, &frames(&request), &passed, &source.path())
+            handshake(started, &fresh_frames, &passed, &source.path())
         }),
     };
     // The child has its copies (or never will): close ours.
@@ -407,6 +418,11 @@ fn handshake(
         }
     }
 }
+
+/// The largest request sent: the frame limit less room for what a spare's
+/// check adds (a few KiB). Past it a spawn fails with `E2BIG`
+/// ([`io::ErrorKind::ArgumentListTooLong`]) before anything starts.
+pub const REQUEST_LIMIT: usize = netrunner_proto::MAX_FRAME_LEN - (64 << 10);
 
 /// The frames that start a child: our hello and `request`.
 fn frames(request: &SpawnRequest) -> Vec<u8> {
@@ -607,7 +623,11 @@ fn await_start(
                 }
                 .into())
             }
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Ok(_) => {}
+            // A signal handler ran: poll again with what is left of the
+            // deadline. (Reading now would block on a blocking socket with
+            // no deadline at all.)
+            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(io::Error::from(e).into()),
         }
         let n = socket::recvmsg_with_fds(sock, &mut buf, &mut passed).map_err(lost_if_pipe)?;

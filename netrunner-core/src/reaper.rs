@@ -36,47 +36,121 @@ struct Reaper {
     wake: OwnedFd,
 }
 
-static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
+static REAPER: OnceLock<Reaper> = OnceLock::new();
+/// Serialises attempts to start the thread.
+static STARTING: Mutex<()> = Mutex::new(());
+/// Shepherds handed over while no reaper thread could be started (no
+/// descriptor for its wake-up pipe, no thread: an exhausted fd table,
+/// `pids.max`, RLIMIT_AS), or in a `fork` copy: tried without waiting on
+/// every later call, and handed to the thread once one starts.
+static BACKLOG: Mutex<Vec<std::process::Child>> = Mutex::new(Vec::new());
 static UNREAPED: AtomicUsize = AtomicUsize::new(0);
 
 /// Reaps `child` now if it has exited, otherwise as soon as it does.
+/// Never waits for it: the caller has told its shepherd to stop (socket
+/// shut down) and must not block on the command's grace period.
+///
+/// Without a reaper thread (none can be started right now, or this is a
+/// `fork` copy of the process that started one), the shepherd goes to a
+/// backlog that every later call checks without waiting — a zombie then
+/// lasts until the next netrunner call, which is what a resource-starved
+/// process can afford; waiting here would block on the command.
 pub fn reap(mut child: std::process::Child) {
     if !matches!(child.try_wait(), Ok(None)) {
         return;
     }
-    let reaper = REAPER.get_or_init(start).as_ref();
-    let Some(reaper) = reaper.filter(|r| r.owner == rustix::process::getpid()) else {
-        // No thread of ours to hand it to (none could be started, or we are
-        // a `fork` copy of the process that started it): a thread of its
-        // own, or, failing that, wait here rather than leak a zombie.
-        let (send, receive) = std::sync::mpsc::channel::<std::process::Child>();
-        let waiter = std::thread::Builder::new().spawn(move || {
-            if let Ok(mut child) = receive.recv() {
-                let _ = child.wait();
-            }
-        });
-        match waiter {
-            Ok(_) => {
-                let _ = send.send(child);
-            }
-            Err(_) => {
-                let _ = child.wait();
+    UNREAPED.fetch_add(1, Ordering::Relaxed);
+    match own_reaper() {
+        Some(reaper) => {
+            drain_backlog_into(Some(reaper));
+            hand_over(reaper, child);
+        }
+        None => {
+            let child = match REAPER.get() {
+                // A fork copy: the thread is the original's. A thread of
+                // its own for this one shepherd, if one can be had.
+                Some(_) => match wait_on_own_thread(child) {
+                    Ok(()) => return,
+                    Err(child) => child,
+                },
+                None => child,
+            };
+            lock(&BACKLOG).push(child);
+            drain_backlog_into(None);
+        }
+    }
+}
+
+/// Waits for `child` on a new thread; gives it back if none starts.
+fn wait_on_own_thread(child: std::process::Child) -> Result<(), std::process::Child> {
+    let (send, receive) = std::sync::mpsc::channel::<std::process::Child>();
+    let waiter = std::thread::Builder::new().spawn(move || {
+        if let Ok(mut child) = receive.recv() {
+            let _ = child.wait();
+            UNREAPED.fetch_sub(1, Ordering::Relaxed);
+        }
+    });
+    match waiter {
+        Ok(_) => send.send(child).map_err(|e| e.0),
+        Err(_) => Err(child),
+    }
+}
+
+/// Reaps backlogged shepherds that have exited, without waiting; called on
+/// every spawn, so a backlog left by a starved moment empties.
+pub fn reap_backlog() {
+    if lock(&BACKLOG).is_empty() {
+        return;
+    }
+    drain_backlog_into(own_reaper());
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This process's reaper thread, started now if none is and it can be.
+fn own_reaper() -> Option<&'static Reaper> {
+    let me = rustix::process::getpid();
+    if let Some(reaper) = REAPER.get() {
+        return (reaper.owner == me).then_some(reaper);
+    }
+    let _starting = lock(&STARTING);
+    if REAPER.get().is_none() {
+        let reaper = start()?;
+        let _ = REAPER.set(reaper);
+    }
+    REAPER.get().filter(|r| r.owner == me)
+}
+
+/// Reaps what has exited in the backlog; hands the rest to `reaper`.
+fn drain_backlog_into(reaper: Option<&Reaper>) {
+    let mut backlog = std::mem::take(&mut *lock(&BACKLOG));
+    backlog.retain_mut(|child| {
+        let running = matches!(child.try_wait(), Ok(None));
+        if !running {
+            UNREAPED.fetch_sub(1, Ordering::Relaxed);
+        }
+        running
+    });
+    match reaper {
+        Some(reaper) => {
+            for child in backlog {
+                hand_over(reaper, child);
             }
         }
-        return;
-    };
+        None => lock(&BACKLOG).extend(backlog),
+    }
+}
+
+fn hand_over(reaper: &Reaper, child: std::process::Child) {
     #[cfg(target_os = "linux")]
     let pidfd = rustix::process::Pid::from_child(&child);
     #[cfg(target_os = "linux")]
     let pidfd = netrunner_sys::process::pidfd_open(pidfd).ok();
     #[cfg(not(target_os = "linux"))]
     let pidfd = None;
-    UNREAPED.fetch_add(1, Ordering::Relaxed);
-    reaper
-        .queue
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Orphan { child, pidfd });
+    lock(&reaper.queue).push(Orphan { child, pidfd });
     // Full pipe means a wake-up is already pending.
     let _ = rustix::io::write(&reaper.wake, &[1]);
 }
@@ -104,8 +178,8 @@ fn start() -> Option<Reaper> {
 fn run(wake: OwnedFd) {
     let mut orphans: Vec<Orphan> = Vec::new();
     loop {
-        if let Some(reaper) = REAPER.get().and_then(|r| r.as_ref()) {
-            orphans.append(&mut reaper.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(reaper) = REAPER.get() {
+            orphans.append(&mut lock(&reaper.queue));
         }
         orphans.retain_mut(|o| {
             let running = matches!(o.child.try_wait(), Ok(None));

@@ -1038,12 +1038,20 @@ impl FrameDecoder {
     }
 
     /// Append bytes read from the peer.
+    ///
+    /// Consumed bytes are dropped before new ones are added, so what stays
+    /// buffered is at most the pending partial frame plus `bytes`.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.pos > 0 && self.pos == self.buf.len() {
-            self.buf.clear();
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
             self.pos = 0;
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held: the unconsumed tail of what was pushed.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// Whether a partial frame is buffered (EOF now would be a truncation).
@@ -1327,6 +1335,30 @@ mod tests {
             ToShepherd::decode(&p),
             Err(DecodeError::Truncated("program"))
         );
+    }
+
+    #[test]
+    fn consumed_bytes_are_not_kept_while_a_frame_is_pending() {
+        let mut d = FrameDecoder::new();
+        d.push(
+            &ToShepherd::Hello {
+                version: PROTOCOL_VERSION,
+            }
+            .to_frame(),
+        );
+        let frame = ToShepherd::Terminate.to_frame();
+        let mut stream = Vec::new();
+        while stream.len() < 1 << 20 {
+            stream.extend_from_slice(&frame);
+        }
+        // Pushed in pieces that always end inside a frame.
+        let mut most = 0;
+        for piece in stream.chunks(frame.len() * 7 + 3) {
+            d.push(piece);
+            while d.next_message::<ToShepherd>().unwrap().is_some() {}
+            most = most.max(d.buffered());
+        }
+        assert!(most < 4 * frame.len() * 7, "{most} bytes kept");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Cgroup {
     procs: File,
 }
 
+/// How long a freeze is given to take hold before signalling anyway.
+const FREEZE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Cgroup {
     /// Creates the directory and writes the limits (the library has
     /// already enabled their controllers in the parent). Nothing is left
@@ -87,11 +90,29 @@ impl Cgroup {
             return;
         }
         let frozen = write_control(&self.dir.join("cgroup.freeze"), "1").is_ok();
+        if frozen {
+            // Freezing is asynchronous: until `frozen 1`, a member can
+            // still fork one we would not list.
+            self.wait_frozen();
+        }
         for pid in self.members() {
             let _ = process::kill(pid, sig);
         }
         if frozen {
             let _ = write_control(&self.dir.join("cgroup.freeze"), "0");
+        }
+    }
+
+    /// Waits (at most [`FREEZE_WAIT`]) until `cgroup.events` says
+    /// `frozen 1`.
+    fn wait_frozen(&self) {
+        let deadline = std::time::Instant::now() + FREEZE_WAIT;
+        while std::time::Instant::now() < deadline {
+            let events = fs::read_to_string(self.dir.join("cgroup.events")).unwrap_or_default();
+            if events.lines().any(|l| l.trim() == "frozen 1") || events.is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 

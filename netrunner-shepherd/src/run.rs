@@ -551,6 +551,10 @@ enum ProcView {
 /// can reach was sent SIGKILL (foreign `/proc` only).
 const UNREACHABLE_GRACE: Duration = Duration::from_secs(1);
 
+/// Most sweeps an early teardown makes (2 ms apart) before it gives up on
+/// a tree that keeps refilling itself.
+const DROP_SWEEPS: usize = 500;
+
 /// What the grace period starts with: SIGCONT right behind SIGTERM, or a
 /// stopped process would sleep through it.
 const TERMINATE: &[Signal] = &[Signal::TERM, Signal::CONT];
@@ -581,7 +585,14 @@ impl Drop for Tree {
         self.give_back_terminal();
         self.signal_all(KILL);
         let _ = process::waitid_blocking(self.leader);
-        self.sweep(Sweep::Signal(KILL));
+        // Children of those just killed re-parent to us as they die: sweep
+        // until nobody is left (bounded, as a fork bomb could refill).
+        for _ in 0..DROP_SWEEPS {
+            if self.sweep(Sweep::Signal(KILL)) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         if let Some(cgroup) = self.cgroup.take() {
             cgroup.signal_all(Signal::KILL);
             let _ = cgroup.remove();

@@ -211,6 +211,16 @@ impl SpawnFailure {
 
 const REPORT_LEN: usize = 5;
 
+/// The kernel's number of signals (`_NSIG`): 128 on MIPS, 64 elsewhere.
+#[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+const KERNEL_NSIG: usize = 128;
+/// The kernel's number of signals (`_NSIG`): 128 on MIPS, 64 elsewhere.
+#[cfg(not(any(target_arch = "mips", target_arch = "mips64")))]
+const KERNEL_NSIG: usize = 64;
+/// The size of the kernel's `sigset_t`, which `rt_sigaction` insists on
+/// (glibc's `sigset_t` is larger: 128 bytes).
+const KERNEL_SIGSET_SIZE: usize = KERNEL_NSIG / 8;
+
 /// Forks and execs `plan` with `stdio` as fds 0, 1, 2; returns the child's
 /// pid, and a pidfd of it (Linux), once `execve` has succeeded.
 ///
@@ -221,9 +231,10 @@ const REPORT_LEN: usize = 5;
 /// close-on-exec pipe; EOF on that pipe means `execve` succeeded. A failed
 /// child is reaped before this returns, so nothing is left behind.
 ///
-/// Every other descriptor in this process must be close-on-exec, and `stdio`
-/// must not use descriptor numbers 0–2 of another slot (the shepherd keeps
-/// 0–2 occupied by `/dev/null`, so received descriptors are always >= 3).
+/// Every other descriptor in this process must be close-on-exec. `stdio`
+/// may not use descriptor numbers 0–2 in another slot (EINVAL at the
+/// `Stdio` stage: the shepherd keeps 0–2 occupied by `/dev/null`, so
+/// received descriptors are always >= 3).
 ///
 /// # References
 /// - [`fork(2)`](https://man7.org/linux/man-pages/man2/fork.2.html),
@@ -233,6 +244,18 @@ pub fn fork_exec(
     plan: &ExecPlan<'_>,
     stdio: [BorrowedFd<'_>; 3],
 ) -> Result<(Pid, Option<std::os::fd::OwnedFd>), SpawnFailure> {
+    // Slot j is installed with dup2 onto j in order 0, 1, 2: a descriptor
+    // numbered below 3 in another slot would already be overwritten.
+    if stdio
+        .iter()
+        .enumerate()
+        .any(|(slot, fd)| fd.as_raw_fd() < 3 && fd.as_raw_fd() != slot as i32)
+    {
+        return Err(SpawnFailure {
+            stage: SpawnStage::Stdio,
+            errno: libc::EINVAL,
+        });
+    }
     let (report_r, report_w) =
         crate::fd::pipe2_cloexec().map_err(|e| SpawnFailure::from_io(SpawnStage::Fork, &e))?;
     let parent = getpid();
@@ -417,18 +440,18 @@ fn child_after_fork(
     // empty mask whatever the architecture's field order; 64 bytes covers
     // its size everywhere. Errors are expected for KILL and STOP.
     let default_action = [0u64; 8];
-    for sig in 1..65 {
+    for sig in 1..=KERNEL_NSIG {
         // SAFETY: rt_sigaction is async-signal-safe (a plain system call);
         // it only reads `default_action`, which lives on this stack for the
-        // call, and writes nothing (null old-action pointer). 8 is the
-        // kernel's sigset size.
+        // call, and writes nothing (null old-action pointer). The size is
+        // the kernel's sigset size for this architecture.
         unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 sig as libc::c_long,
                 default_action.as_ptr(),
                 std::ptr::null_mut::<libc::c_void>(),
-                8 as libc::c_long,
+                KERNEL_SIGSET_SIZE as libc::c_long,
             )
         };
     }
@@ -876,6 +899,19 @@ mod tests {
             wait_any_reap().map_err(|e| e.raw_os_error()),
             Err(Some(libc::ECHILD))
         );
+    }
+
+    #[test]
+    fn a_standard_descriptor_in_another_slot_is_refused() {
+        let fds = null3();
+        let stdin = rustix::stdio::stdin();
+        // fd 0 as stdout: installing stdin first would overwrite it.
+        let err = fork_exec(
+            &plan("/bin/true", &["true"]),
+            [fds[0].as_fd(), stdin, fds[2].as_fd()],
+        )
+        .unwrap_err();
+        assert_eq!((err.stage, err.errno), (SpawnStage::Stdio, libc::EINVAL));
     }
 
     #[test]
