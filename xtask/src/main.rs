@@ -7,6 +7,11 @@
 //!   depends on `netrunner-blocking` by path runs `echo`, with no configuration.
 //! - `cargo xtask bench [--quick]`: the side-by-side benchmark table
 //!   (netrunner vs std::process vs tokio::process); `--quick` is CI's smoke run.
+//! - `cargo xtask fuzz [SECONDS]`: every cargo-fuzz target in `fuzz/` for
+//!   SECONDS each (default 60), growing the corpus in `fuzz/corpus`;
+//!   `--smoke` runs 15 s each without touching the corpus (CI).
+//! - `cargo xtask soak [--quick]`: the soak (`netrunner-tests`' `soak`
+//!   binary), survivors and leaks counted; `--quick` is CI's.
 #![forbid(unsafe_code)]
 
 mod tidy;
@@ -22,8 +27,16 @@ fn main() -> ExitCode {
         Some("tidy") => tidy_cmd(&root),
         Some("external") => external(&root),
         Some("bench") => bench(&root, args.iter().any(|a| a == "--quick")),
+        Some("fuzz") => {
+            let smoke = args.iter().any(|a| a == "--smoke");
+            let seconds = args.iter().find_map(|a| a.parse().ok());
+            fuzz(&root, seconds.unwrap_or(if smoke { 15 } else { 60 }), smoke)
+        }
+        Some("soak") => soak(&root, args.iter().any(|a| a == "--quick")),
         _ => {
-            eprintln!("usage: cargo xtask <ci | tidy | external | bench [--quick]>");
+            eprintln!(
+                "usage: cargo xtask <ci | tidy | external | bench [--quick] | fuzz [SECONDS] [--smoke] | soak [--quick]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -89,6 +102,8 @@ fn ci(root: &Path) -> Result<(), String> {
     // Benchmarks are not tests: the smoke run only proves they still build
     // and run, and nothing is compared against a threshold.
     bench(root, true)?;
+    fuzz(root, 15, true)?;
+    soak(root, true)?;
     // One plain closing line for whoever reads the log last.
     println!(
         "xtask ci: {} passed, {} failed",
@@ -172,6 +187,85 @@ fn bench(root: &Path, quick: bool) -> Result<(), String> {
         args.push("--quick");
     }
     run(root, "cargo", &args)
+}
+
+/// The cargo-fuzz targets in `fuzz/`.
+const FUZZ_TARGETS: [&str; 3] = [
+    "decode_to_shepherd",
+    "decode_from_shepherd",
+    "request_stream",
+];
+
+/// Runs every fuzz target for `seconds`. A smoke run writes what it finds
+/// to a scratch directory; a full run grows the corpus in the repository.
+/// A crash, a timeout or an allocation over 64 MiB fails it.
+fn fuzz(root: &Path, seconds: u64, smoke: bool) -> Result<(), String> {
+    let installed = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        return Err("cargo-fuzz is missing: cargo install cargo-fuzz --locked".into());
+    }
+    let dir = root.join("fuzz");
+    let mut total = 0u64;
+    for target in FUZZ_TARGETS {
+        let corpus = dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
+        let scratch = root.join("target").join("fuzz-smoke").join(target);
+        let mut dirs = Vec::new();
+        if smoke {
+            let _ = std::fs::remove_dir_all(&scratch);
+            std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+            dirs.push(scratch.clone());
+        }
+        dirs.push(corpus);
+        let time = format!("-max_total_time={seconds}");
+        eprintln!("$ cargo fuzz run -s none {target} ({seconds} s)");
+        let out = Command::new("cargo")
+            .args(["fuzz", "run", "-s", "none", target])
+            .args(&dirs)
+            .args([
+                "--",
+                &time,
+                "-malloc_limit_mb=64",
+                "-rss_limit_mb=1024",
+                "-timeout=10",
+            ])
+            .arg("-print_final_stats=1")
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("running cargo fuzz: {e}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let runs = log
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        if !out.status.success() || runs.is_none() {
+            eprintln!("{log}");
+            return Err(format!("fuzz target {target} failed ({})", out.status));
+        }
+        let runs = runs.unwrap_or(0);
+        total += runs;
+        eprintln!("fuzz: {target}: {runs} executions, no crash, hang or oversized allocation");
+    }
+    eprintln!("fuzz: {total} executions in all");
+    Ok(())
+}
+
+/// Builds and runs the soak binary (release), `--quick` for CI.
+fn soak(root: &Path, quick: bool) -> Result<(), String> {
+    run(
+        root,
+        "cargo",
+        &["build", "--release", "-p", "netrunner-tests", "--bins"],
+    )?;
+    let bin = root.join("target").join("release").join("soak");
+    let mut args = Vec::new();
+    if quick {
+        args.push("--quick");
+    }
+    run(root, &bin.to_string_lossy(), &args)
 }
 
 fn tidy_cmd(root: &Path) -> Result<(), String> {
