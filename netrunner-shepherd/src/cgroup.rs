@@ -103,17 +103,8 @@ impl Cgroup {
         }
     }
 
-    /// Waits (at most [`FREEZE_WAIT`]) until `cgroup.events` says
-    /// `frozen 1`.
     fn wait_frozen(&self) {
-        let deadline = std::time::Instant::now() + FREEZE_WAIT;
-        while std::time::Instant::now() < deadline {
-            let events = fs::read_to_string(self.dir.join("cgroup.events")).unwrap_or_default();
-            if events.lines().any(|l| l.trim() == "frozen 1") || events.is_empty() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        wait_frozen(&self.dir, FREEZE_WAIT);
     }
 
     /// What the cgroup measured.
@@ -144,5 +135,49 @@ impl Cgroup {
         let Cgroup { dir, procs } = self;
         drop(procs);
         netrunner_sys::cgroup::remove_when_empty(&dir, REMOVE_GRACE)
+    }
+}
+
+/// Waits, at most `limit`, until `dir/cgroup.events` says `frozen 1`;
+/// returns whether it did. A cgroup without the file cannot say.
+fn wait_frozen(dir: &std::path::Path, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let Ok(events) = fs::read_to_string(dir.join("cgroup.events")) else {
+            return false;
+        };
+        if events.lines().any(|l| l.trim() == "frozen 1") {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_freeze_is_waited_for_until_the_kernel_reports_it() {
+        let dir = std::env::temp_dir().join(format!("netrunner-freeze-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        let flip = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+            })
+        };
+        let began = std::time::Instant::now();
+        assert!(wait_frozen(&dir, std::time::Duration::from_secs(5)));
+        assert!(began.elapsed() >= std::time::Duration::from_millis(100));
+        flip.join().unwrap();
+        fs::write(dir.join("cgroup.events"), "frozen 0\n").unwrap();
+        assert!(!wait_frozen(&dir, std::time::Duration::from_millis(20)));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -108,9 +108,10 @@ fn run() -> io::Result<()> {
     // First thing: no stray signal may end us before the tree is down. We
     // learn of the owner's death from the socket only.
     netrunner_sys::signal::ignore_fatal_signals(&HANDLED_SIGNALS)?;
-    // Nothing above fd 2 belongs to us except what the owner leaked by
-    // mistake; close it so no pipe of theirs is held open by us or our child.
-    fd::close_inherited_fds(3)?;
+    // Descriptors the owner leaked without O_CLOEXEC are inherited here, as
+    // by any child of the owner; none reaches the command (`fork_exec`
+    // marks everything above 2 close-on-exec in the child). Closing them
+    // here would close descriptors this process does not own.
     let stdin = fd::stdio_fd(0).ok_or_else(|| io::Error::other("no socket on fd 0"))?;
     let sock = fd::fcntl_dupfd_cloexec(stdin, 3)?;
     // fd 0 goes back to /dev/null so that 0..=2 stay occupied and every

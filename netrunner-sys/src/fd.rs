@@ -145,47 +145,6 @@ pub fn count_open_fds() -> io::Result<usize> {
         .saturating_sub(1))
 }
 
-/// Closes every descriptor numbered `>= first`.
-///
-/// Only for a process that has just started and owns nothing at or above
-/// `first` (the shepherd's first act): any `OwnedFd` of such a number held
-/// elsewhere would be closed under it.
-///
-/// # References
-/// - [`close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html)
-pub fn close_inherited_fds(first: RawFd) -> io::Result<()> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: close_range only closes descriptors; the contract above says
-        // nothing in this process owns any descriptor >= first, so no live
-        // OwnedFd/File is invalidated.
-        let rc = unsafe { nix::libc::close_range(first as u32, u32::MAX, 0) };
-        if rc == 0 {
-            return Ok(());
-        }
-    }
-    // Fallback for kernels before 5.9: list first, then close, so we do not
-    // close the directory stream we are reading.
-    let mut open = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        if let Some(n) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<RawFd>().ok())
-        {
-            if n >= first {
-                open.push(n);
-            }
-        }
-    }
-    for n in open {
-        // SAFETY: as above, nothing owns these numbers; the read_dir handle is
-        // dropped already, and EBADF for it (already closed) is harmless.
-        unsafe { nix::libc::close(n) };
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

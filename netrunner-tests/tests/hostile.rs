@@ -98,3 +98,58 @@ fn wait_timeout_of_duration_max_waits_instead_of_panicking() {
     let status = child.wait_timeout(Duration::MAX).unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+/// A signal handler that runs while `spawn()` waits for a shepherd's answer
+/// interrupts its `poll`; the wait must go on with its deadline (30 s),
+/// never turn into a read with none. The "shepherd" is `cat`: it swallows
+/// the request and never answers.
+#[test]
+fn a_signal_during_the_handshake_keeps_its_deadline() {
+    use std::os::unix::thread::JoinHandleExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A real handler (tokio's), so the signal interrupts system calls.
+    let _usr1 = runtime.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).unwrap()
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let spawner = std::thread::spawn(move || {
+        let result = Command::new("true").shepherd_path("/bin/cat").spawn();
+        let _ = done_tx.send(result.err().map(|e| e.to_string()));
+    });
+    let thread = spawner.as_pthread_t();
+    let began = Instant::now();
+    let mut outcome = None;
+    while began.elapsed() < netrunner_core::launch::HANDSHAKE_TIMEOUT + Duration::from_secs(10) {
+        if began.elapsed() < Duration::from_secs(2) {
+            let _ = nix::sys::pthread::pthread_kill(thread, nix::sys::signal::Signal::SIGUSR1);
+        }
+        if let Ok(result) = done_rx.recv_timeout(Duration::from_millis(50)) {
+            outcome = Some(result);
+            break;
+        }
+    }
+    let outcome = outcome.expect("spawn() hung past its handshake deadline after a signal");
+    spawner.join().unwrap();
+    let message = outcome.expect("a silent shepherd is an error");
+    assert!(message.contains("did not answer"), "{message}");
+}
+
+/// A descriptor the owner leaked without O_CLOEXEC never reaches the
+/// command, through a fresh shepherd or a spare: the command starts with
+/// exactly 0, 1 and 2, as the design promises.
+#[test]
+fn a_descriptor_the_owner_leaked_never_reaches_the_command() {
+    let (leaked_r, leaked_w) = rustix::pipe::pipe().unwrap();
+    assert!(!netrunner_sys::fd::is_cloexec(std::os::fd::AsFd::as_fd(&leaked_r)).unwrap());
+    for _ in 0..3 {
+        let out = Command::new("sh")
+            .args(["-c", "ls /proc/$$/fd"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n1\n2\n", "{out:?}");
+    }
+    drop((leaked_r, leaked_w));
+}
