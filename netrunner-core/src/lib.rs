@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod shepherd_exe;
 pub mod spare;
 pub mod stats;
+pub mod supervise;
 pub mod tree;
 
 pub use command::{Command, FrontEnd, Stdio, StdioMode};
