@@ -42,6 +42,10 @@ pub enum Error {
     /// A terminal operation on a command that was not started with `pty(true)`.
     #[error("the command has no pty: start it with Command::pty(true)")]
     NotPty,
+    /// A supervised daemon cannot do that now (it gave up, was stopped, or
+    /// has no run up); says which and why.
+    #[error("daemon: {0}")]
+    Daemon(String),
     /// The cgroup asked for could not be set up; nothing was run.
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::CgroupError),
@@ -134,6 +138,7 @@ impl From<Error> for io::Error {
             e @ Error::Timeout { .. } => io::Error::new(io::ErrorKind::TimedOut, e),
             e @ Error::OutputLimit { .. } => io::Error::new(io::ErrorKind::FileTooLarge, e),
             e @ Error::NotPty => io::Error::new(io::ErrorKind::Unsupported, e),
+            e @ Error::Daemon(_) => io::Error::other(e),
             Error::Cgroup(e) => e.into(),
             Error::Shepherd(e) => e.into(),
         }

@@ -530,7 +530,13 @@ mod tests {
 
     /// Drives `s` through one run that starts at `t` and exits with
     /// `status` `up` later; returns the time of the exit.
-    fn run_once(s: &mut Supervisor, t: Instant, pid: u32, up: Duration, status: ExitStatus) -> Instant {
+    fn run_once(
+        s: &mut Supervisor,
+        t: Instant,
+        pid: u32,
+        up: Duration,
+        status: ExitStatus,
+    ) -> Instant {
         assert_eq!(s.poll_action(), Some(Action::Spawn));
         s.handle_started(t, pid);
         s.handle_exited(t + up, status);
@@ -575,7 +581,10 @@ mod tests {
         for (j, expected) in [(0.0, 45), (1.0, 55)] {
             let mut s = Supervisor::new(policy(), move || j);
             let t = run_once(&mut s, Instant::now(), 1, Duration::ZERO, code(1));
-            assert_eq!(s.poll_timeout().unwrap() - t, Duration::from_millis(expected));
+            assert_eq!(
+                s.poll_timeout().unwrap() - t,
+                Duration::from_millis(expected)
+            );
         }
     }
 
@@ -625,7 +634,7 @@ mod tests {
         let mut s = Supervisor::new(policy(), steady());
         let mut t = Instant::now();
         for _ in 0..2 {
-            t = run_once(&mut s, t, 1, Duration::ZERO, code(1));
+            run_once(&mut s, t, 1, Duration::ZERO, code(1));
             t = s.poll_timeout().unwrap();
             s.handle_time(t);
         }
@@ -665,7 +674,11 @@ mod tests {
         s.handle_time(deadline);
         assert_eq!(s.poll_action(), Some(Action::Terminate));
         s.handle_exited(deadline, signal(15));
-        assert_eq!(s.state(), DaemonState::BackingOff, "a start timeout is a failure");
+        assert_eq!(
+            s.state(),
+            DaemonState::BackingOff,
+            "a start timeout is a failure"
+        );
         assert_eq!(s.restarts(), 1);
     }
 

@@ -1,0 +1,504 @@
+//! Supervised daemons for the blocking front end: one thread per daemon
+//! drives [`netrunner_core::supervise::Supervisor`] and owns the runs.
+//!
+//! Each run is a plain [`Child`]: its tree dies on stop, drop and owner
+//! death like any other. Its stdout and stderr are always piped and drained
+//! by two threads per run (no pipe ever blocks the daemon), split into
+//! lines of at most [`MAX_LINE`] bytes, and handed to the output callback.
+
+use std::io::{BufRead, Read, Write};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use netrunner_core::supervise::{Action, Policy, Supervisor};
+pub use netrunner_core::supervise::{DaemonEvent, DaemonState, Restart};
+
+use crate::{Child, ChildStdin, Command, Error, ExitStatus, Signal, Stdio};
+
+/// Longest output line handed to the callback; longer lines are cut there.
+pub const MAX_LINE: usize = 64 << 10;
+
+/// How often the supervising thread looks at its mailbox while a run lives.
+const TICK: Duration = Duration::from_millis(20);
+
+/// Which of the command's streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// When a run counts as up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Ready {
+    /// As soon as it started.
+    #[default]
+    Spawned,
+    /// Once a line on stdout or stderr contains this text.
+    Line(String),
+}
+
+type OutputCallback = dyn FnMut(OutputStream, &[u8]) + Send;
+
+/// What the caller and the supervising thread share.
+#[derive(Debug)]
+struct Shared {
+    state: DaemonState,
+    pid: Option<u32>,
+    restarts: u32,
+    last_exit: Option<ExitStatus>,
+    ready: bool,
+    finished: bool,
+    stdin: Option<ChildStdin>,
+    subscribers: Vec<Sender<DaemonEvent>>,
+    /// Every event so far (the latest [`HISTORY`]), replayed to a new
+    /// subscriber.
+    history: std::collections::VecDeque<DaemonEvent>,
+}
+
+/// How many past events a new subscriber is given first.
+const HISTORY: usize = 256;
+
+/// Requests from the handle to the supervising thread.
+enum Request {
+    Stop,
+    Restart,
+    Signal(Signal, Sender<Result<(), Error>>),
+}
+
+/// A supervised daemon: a command restarted by policy, with readiness,
+/// backoff and output handling. See the README's "Daemons" section.
+pub struct Daemon {
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    requests: Sender<Request>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("state", &self.state())
+            .field("pid", &self.pid())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A daemon being configured: [`Daemon::new`], then [`DaemonBuilder::start`].
+pub struct DaemonBuilder {
+    command: Command,
+    policy: Policy,
+    ready: Ready,
+    on_output: Option<Box<OutputCallback>>,
+}
+
+impl std::fmt::Debug for DaemonBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonBuilder")
+            .field("policy", &self.policy)
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// A daemon running `command`; configure it, then
+    /// [`DaemonBuilder::start`].
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(command: Command) -> DaemonBuilder {
+        DaemonBuilder {
+            command,
+            policy: Policy::default(),
+            ready: Ready::Spawned,
+            on_output: None,
+        }
+    }
+}
+
+impl DaemonBuilder {
+    /// When to restart (default [`Restart::OnFailure`]).
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.policy.restart = restart;
+        self
+    }
+
+    /// First delay before a restart and its cap (default 100 ms, 30 s).
+    /// Each delay doubles the last, with ±10 % jitter; a run that stayed up
+    /// longer than the cap starts over at the first.
+    pub fn backoff(mut self, first: Duration, cap: Duration) -> Self {
+        self.policy.backoff_first = first;
+        self.policy.backoff_cap = cap.max(first);
+        self
+    }
+
+    /// Gives up after more than `restarts` restarts within `window`
+    /// (default 5 in 10 s).
+    pub fn max_restarts(mut self, restarts: u32, window: Duration) -> Self {
+        self.policy.max_restarts = restarts;
+        self.policy.restart_window = window;
+        self
+    }
+
+    /// When a run counts as up (default [`Ready::Spawned`]).
+    pub fn ready(mut self, ready: Ready) -> Self {
+        self.policy.waits_for_ready = ready != Ready::Spawned;
+        self.ready = ready;
+        self
+    }
+
+    /// A run not ready this long after it started has failed: it is
+    /// terminated, and restarted by policy.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.start_timeout = Some(timeout);
+        self
+    }
+
+    /// Called with every line of output (without its `\n`), from the
+    /// threads draining the command's streams. Without it output is
+    /// discarded (still drained).
+    pub fn on_output(mut self, f: impl FnMut(OutputStream, &[u8]) + Send + 'static) -> Self {
+        self.on_output = Some(Box::new(f));
+        self
+    }
+
+    /// Starts the first run and supervision. A spawn error of the first
+    /// run (not found, ...) is returned here, and nothing is left running.
+    pub fn start(mut self) -> Result<Daemon, Error> {
+        let mut command = self.command;
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let shared = Arc::new((
+            Mutex::new(Shared {
+                state: DaemonState::Starting,
+                pid: None,
+                restarts: 0,
+                last_exit: None,
+                ready: false,
+                finished: false,
+                stdin: None,
+                subscribers: Vec::new(),
+                history: std::collections::VecDeque::new(),
+            }),
+            Condvar::new(),
+        ));
+        let mut supervisor = Supervisor::new(self.policy.clone(), Supervisor::clock_jitter());
+        let output: Arc<Mutex<Box<OutputCallback>>> = Arc::new(Mutex::new(
+            self.on_output
+                .take()
+                .unwrap_or_else(|| Box::new(|_: OutputStream, _: &[u8]| {})),
+        ));
+        let mut runner = Runner {
+            command,
+            ready_line: match &self.ready {
+                Ready::Line(text) => Some(text.clone().into_bytes()),
+                Ready::Spawned => None,
+            },
+            output,
+            shared: shared.clone(),
+            current: None,
+        };
+        // The first run, here: its spawn error is the caller's.
+        let _ = supervisor.poll_action();
+        let child = runner.spawn_run()?;
+        supervisor.handle_started(Instant::now(), child.child.id());
+        runner.current = Some(child);
+        runner.publish(&mut supervisor);
+        let (requests, mailbox) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("netrunner-daemon".into())
+            .spawn(move || runner.supervise(supervisor, mailbox))
+            .map_err(Error::from)?;
+        Ok(Daemon {
+            shared,
+            requests,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Daemon {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits up to `timeout` for the current run to be up: `true` once it
+    /// is, `false` on time-out, an error once supervision ended (gave up
+    /// or stopped).
+    pub fn wait_ready(&self, timeout: Duration) -> Result<bool, Error> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut shared = self.lock();
+        loop {
+            if shared.ready {
+                return Ok(true);
+            }
+            if shared.finished {
+                return Err(Error::Daemon(
+                    match shared.state {
+                        DaemonState::GaveUp => "gave up: too many restarts",
+                        _ => "was stopped",
+                    }
+                    .into(),
+                ));
+            }
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                return Ok(false);
+            }
+            shared = self
+                .shared
+                .1
+                .wait_timeout(shared, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Where the daemon is.
+    pub fn state(&self) -> DaemonState {
+        self.lock().state
+    }
+
+    /// The current run's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.lock().pid
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u32 {
+        self.lock().restarts
+    }
+
+    /// How the last run ended.
+    pub fn last_exit(&self) -> Option<ExitStatus> {
+        self.lock().last_exit
+    }
+
+    /// Writes `bytes` to the current run's stdin (the command must have
+    /// `stdin(Stdio::piped())`).
+    pub fn write(&self, bytes: &[u8]) -> Result<(), Error> {
+        let mut shared = self.lock();
+        let stdin = shared
+            .stdin
+            .as_mut()
+            .ok_or_else(|| Error::Daemon("stdin is not piped, or no run is up".into()))?;
+        stdin.write_all(bytes)?;
+        Ok(stdin.flush()?)
+    }
+
+    /// Sends `sig` to the current run's process group.
+    pub fn signal(&self, sig: Signal) -> Result<(), Error> {
+        let (reply, answer) = mpsc::channel();
+        self.request(Request::Signal(sig, reply))?;
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(Error::Daemon("is not running".into())))
+    }
+
+    /// Restarts now: the current run is stopped gracefully (SIGTERM,
+    /// `kill_timeout`, SIGKILL) and the next starts at once.
+    pub fn restart(&self) -> Result<(), Error> {
+        self.request(Request::Restart)
+    }
+
+    /// Events: those so far (the latest 256), then each as it happens.
+    pub fn subscribe(&self) -> Receiver<DaemonEvent> {
+        let (send, receive) = mpsc::channel();
+        let mut shared = self.lock();
+        for event in &shared.history {
+            let _ = send.send(event.clone());
+        }
+        shared.subscribers.push(send);
+        receive
+    }
+
+    /// Stops gracefully, with no restart, and waits until the whole tree
+    /// is gone; returns how the last run ended.
+    pub fn stop(mut self) -> Result<Option<ExitStatus>, Error> {
+        let _ = self.request(Request::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        Ok(self.last_exit())
+    }
+
+    fn request(&self, request: Request) -> Result<(), Error> {
+        self.requests
+            .send(request)
+            .map_err(|_| Error::Daemon("is no longer supervised".into()))
+    }
+}
+
+impl Drop for Daemon {
+    /// Stops supervision: the current run's tree is taken down by its
+    /// shepherd (SIGTERM, grace, SIGKILL) and nothing restarts. Does not
+    /// wait for the grace period.
+    fn drop(&mut self) {
+        let _ = self.request(Request::Stop);
+    }
+}
+
+/// One run: the child and whether its output said it is ready.
+struct Run {
+    child: Child,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    drains: Vec<JoinHandle<()>>,
+}
+
+/// The supervising thread's side.
+struct Runner {
+    command: Command,
+    ready_line: Option<Vec<u8>>,
+    output: Arc<Mutex<Box<OutputCallback>>>,
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    current: Option<Run>,
+}
+
+impl Runner {
+    fn spawn_run(&mut self) -> Result<Run, Error> {
+        let mut child = self.command.spawn()?;
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut drains = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            drains.push(self.drain(out, OutputStream::Stdout, ready.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            drains.push(self.drain(err, OutputStream::Stderr, ready.clone()));
+        }
+        let mut shared = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        shared.stdin = child.stdin.take();
+        Ok(Run {
+            child,
+            ready,
+            drains,
+        })
+    }
+
+    /// A thread reading `stream` line by line until EOF.
+    fn drain(
+        &self,
+        stream: impl std::io::Read + Send + 'static,
+        which: OutputStream,
+        ready: Arc<std::sync::atomic::AtomicBool>,
+    ) -> JoinHandle<()> {
+        let output = self.output.clone();
+        let ready_line = self.ready_line.clone();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::with_capacity(MAX_LINE, stream);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = match (&mut reader)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut line)
+                {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let text = line.strip_suffix(b"\n").unwrap_or(&line[..n]);
+                if ready_line.as_ref().is_some_and(|needle| {
+                    text.windows(needle.len().max(1)).any(|w| w == &needle[..])
+                }) {
+                    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                (output.lock().unwrap_or_else(|e| e.into_inner()))(which, text);
+            }
+        })
+    }
+
+    /// Hands the machine's events to subscribers and its state to callers.
+    fn publish(&self, supervisor: &mut Supervisor) {
+        let mut shared = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(event) = supervisor.poll_event() {
+            shared.subscribers.retain(|s| s.send(event.clone()).is_ok());
+            if shared.history.len() == HISTORY {
+                shared.history.pop_front();
+            }
+            shared.history.push_back(event);
+        }
+        shared.state = supervisor.state();
+        shared.pid = supervisor.pid();
+        shared.restarts = supervisor.restarts();
+        shared.last_exit = supervisor.last_exit();
+        shared.ready = supervisor.is_ready();
+        shared.finished = supervisor.is_finished();
+        if supervisor.pid().is_none() {
+            shared.stdin = None;
+        }
+        self.shared.1.notify_all();
+    }
+
+    fn supervise(mut self, mut supervisor: Supervisor, mailbox: Receiver<Request>) {
+        loop {
+            while let Some(action) = supervisor.poll_action() {
+                match action {
+                    Action::Spawn => match self.spawn_run() {
+                        Ok(run) => {
+                            supervisor.handle_started(Instant::now(), run.child.id());
+                            self.current = Some(run);
+                        }
+                        Err(_) => supervisor.handle_start_failed(Instant::now()),
+                    },
+                    Action::Terminate => {
+                        if let Some(run) = &mut self.current {
+                            let _ = run.child.terminate();
+                        }
+                    }
+                }
+            }
+            self.publish(&mut supervisor);
+            if supervisor.is_finished() {
+                return;
+            }
+            self.step(&mut supervisor, &mailbox);
+        }
+    }
+
+    /// Waits for the next thing to happen (an exit, a request, readiness,
+    /// a deadline), at most one tick, and tells the machine.
+    fn step(&mut self, supervisor: &mut Supervisor, mailbox: &Receiver<Request>) {
+        let tick = supervisor.poll_timeout().map_or(TICK, |d| {
+            d.saturating_duration_since(Instant::now()).min(TICK)
+        });
+        match &mut self.current {
+            Some(run) => {
+                if let Ok(Some(status)) = run.child.wait_timeout(tick) {
+                    // Everything the run wrote is delivered before its end is.
+                    let run = self.current.take().expect("a current run");
+                    for drain in run.drains {
+                        let _ = drain.join();
+                    }
+                    supervisor.handle_exited(Instant::now(), status);
+                } else if run.ready.load(std::sync::atomic::Ordering::Relaxed) {
+                    supervisor.handle_ready(Instant::now());
+                }
+            }
+            None => std::thread::sleep(tick),
+        }
+        // A dropped handle is a stop.
+        loop {
+            match mailbox.try_recv() {
+                Ok(Request::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
+                    supervisor.handle_stop(Instant::now());
+                    break;
+                }
+                Ok(Request::Restart) => supervisor.handle_restart(Instant::now()),
+                Ok(Request::Signal(sig, reply)) => {
+                    let result = match &mut self.current {
+                        Some(run) => run.child.signal(sig),
+                        None => Err(Error::Daemon("has no run up".into())),
+                    };
+                    let _ = reply.send(result);
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        supervisor.handle_time(Instant::now());
+    }
+}

@@ -1,0 +1,207 @@
+//! Supervised daemons through the blocking front end, with real processes.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use netrunner_blocking::{Command, Daemon, DaemonEvent, DaemonState, OutputStream, Ready, Restart};
+use netrunner_tests::{eventually, wait_gone};
+
+fn sh(script: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", script]);
+    cmd
+}
+
+fn events_until(daemon: &Daemon, done: impl Fn(&DaemonEvent) -> bool) -> Vec<DaemonEvent> {
+    let events = daemon.subscribe();
+    let mut seen = Vec::new();
+    while let Ok(event) = events.recv_timeout(Duration::from_secs(10)) {
+        let last = done(&event);
+        seen.push(event);
+        if last {
+            break;
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_crash_loop_backs_off_and_gives_up_after_max_restarts() {
+    let daemon = Daemon::new(sh("exit 3"))
+        .restart(Restart::OnFailure)
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .max_restarts(3, Duration::from_secs(10))
+        .start()
+        .unwrap();
+    let events = events_until(&daemon, |e| matches!(e, DaemonEvent::GaveUp { .. }));
+    let runs = events
+        .iter()
+        .filter(|e| matches!(e, DaemonEvent::Started { .. }))
+        .count();
+    assert_eq!(runs, 4, "{events:?}");
+    let delays: Vec<Duration> = events
+        .iter()
+        .filter_map(|e| match e {
+            DaemonEvent::Restarting { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 3);
+    for (delay, nominal) in delays.iter().zip([50u64, 100, 200]) {
+        let nominal = Duration::from_millis(nominal);
+        assert!(
+            *delay >= nominal.mul_f64(0.9) && *delay <= nominal.mul_f64(1.1),
+            "{delays:?}"
+        );
+    }
+    assert_eq!(events.last(), Some(&DaemonEvent::GaveUp { restarts: 3 }));
+    assert_eq!(daemon.state(), DaemonState::GaveUp);
+    assert!(daemon.wait_ready(Duration::from_secs(1)).is_err());
+    assert_eq!(daemon.last_exit().and_then(|s| s.code()), Some(3));
+}
+
+#[test]
+fn restart_policies_with_real_exits() {
+    let clean = Daemon::new(sh("exit 0")).start().unwrap();
+    assert!(eventually(Duration::from_secs(5), || clean.state()
+        == DaemonState::Stopped));
+    assert_eq!(clean.restarts(), 0);
+
+    let always = Daemon::new(sh("exit 0"))
+        .restart(Restart::Always)
+        .backoff(Duration::from_millis(10), Duration::from_millis(20))
+        .start()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || always.restarts() >= 2));
+    drop(always);
+
+    let never = Daemon::new(sh("exit 3"))
+        .restart(Restart::Never)
+        .start()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || never.state()
+        == DaemonState::Stopped));
+    assert_eq!(never.restarts(), 0);
+    assert_eq!(never.last_exit().and_then(|s| s.code()), Some(3));
+}
+
+#[test]
+fn ready_line_and_start_timeout() {
+    let began = Instant::now();
+    let daemon = Daemon::new(sh("sleep 0.3; echo now listening; exec sleep 100"))
+        .ready(Ready::Line("listening".into()))
+        .start()
+        .unwrap();
+    assert!(daemon.wait_ready(Duration::from_secs(10)).unwrap());
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    assert_eq!(daemon.state(), DaemonState::Running);
+    let pid = daemon.pid().unwrap();
+    daemon.stop().unwrap();
+    assert!(wait_gone(&[pid], Duration::from_secs(7)).is_empty());
+
+    // Never ready: killed at the start timeout and restarted, counted.
+    let daemon = Daemon::new(sh("exec sleep 100"))
+        .ready(Ready::Line("never".into()))
+        .start_timeout(Duration::from_millis(300))
+        .backoff(Duration::from_millis(10), Duration::from_millis(20))
+        .max_restarts(2, Duration::from_secs(30))
+        .start()
+        .unwrap();
+    let events = events_until(&daemon, |e| matches!(e, DaemonEvent::GaveUp { .. }));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, DaemonEvent::Started { .. }))
+            .count(),
+        3,
+        "{events:?}"
+    );
+    assert!(!daemon
+        .wait_ready(Duration::from_millis(10))
+        .unwrap_or(false));
+}
+
+#[test]
+fn output_lines_reach_the_callback_and_a_flood_never_blocks_it() {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    let mut cat = sh("echo one; echo two >&2; echo three; exec cat");
+    cat.stdin(netrunner_blocking::Stdio::piped());
+    let daemon = Daemon::new(cat)
+        .on_output(move |stream, line| {
+            seen.lock()
+                .unwrap()
+                .push((stream, String::from_utf8_lossy(line).into_owned()))
+        })
+        .start()
+        .unwrap();
+    daemon.write(b"echoed back\n").unwrap();
+    assert!(eventually(Duration::from_secs(5), || lines
+        .lock()
+        .unwrap()
+        .len()
+        == 4));
+    let got = lines.lock().unwrap().clone();
+    let stdout: Vec<&str> = got
+        .iter()
+        .filter(|(s, _)| *s == OutputStream::Stdout)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    assert_eq!(stdout, ["one", "three", "echoed back"]);
+    assert!(got.contains(&(OutputStream::Stderr, "two".to_owned())));
+    daemon.stop().unwrap();
+
+    // 100 MiB with nobody listening: drained, so the line after it comes.
+    let flood = Daemon::new(sh(
+        "head -c 104857600 /dev/zero | tr '\\0' x; echo; echo flooded; exec sleep 100",
+    ))
+    .ready(Ready::Line("flooded".into()))
+    .start()
+    .unwrap();
+    assert!(flood.wait_ready(Duration::from_secs(120)).unwrap());
+}
+
+#[test]
+fn stop_drop_and_restart_take_the_tree_down() {
+    let stubborn = "trap '' TERM; sleep 1000 & echo $!; wait";
+    let pids = Arc::new(Mutex::new(Vec::new()));
+    let seen = pids.clone();
+    let mut cmd = sh(stubborn);
+    cmd.kill_timeout(Duration::from_millis(500));
+    let daemon = Daemon::new(cmd)
+        .on_output(move |_, line| {
+            if let Ok(pid) = String::from_utf8_lossy(line).trim().parse::<u32>() {
+                seen.lock().unwrap().push(pid);
+            }
+        })
+        .start()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || pids
+        .lock()
+        .unwrap()
+        .len()
+        == 1));
+    let first = daemon.pid().unwrap();
+    daemon.restart().unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        daemon.pid().is_some_and(|p| p != first) && pids.lock().unwrap().len() == 2
+    }));
+    let second = daemon.pid().unwrap();
+    let began = Instant::now();
+    daemon.stop().unwrap();
+    assert!(began.elapsed() < Duration::from_millis(500) + Duration::from_secs(2));
+    let mut all = pids.lock().unwrap().clone();
+    all.extend([first, second]);
+    assert!(
+        wait_gone(&all, Duration::from_secs(3)).is_empty(),
+        "{all:?}"
+    );
+
+    // Drop: the same, without waiting.
+    let mut cmd = sh(stubborn);
+    cmd.kill_timeout(Duration::from_millis(500));
+    let daemon = Daemon::new(cmd).start().unwrap();
+    let pid = daemon.pid().unwrap();
+    drop(daemon);
+    assert!(wait_gone(&[pid], Duration::from_secs(3)).is_empty());
+}
