@@ -556,3 +556,20 @@ pub fn run_ok(program: &str, args: &[&str]) {
         .unwrap();
     assert!(status.success(), "{program} {args:?}: {status}");
 }
+
+/// Live (not zombie) processes whose environment holds `var=value`: counts
+/// every process a test tagged, whether or not it printed its pid.
+pub fn tagged(var: &str, value: &str) -> Vec<u32> {
+    let needle = format!("{var}={value}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .filter(|&pid| process::process_state(pid as i32).is_ok_and(|s| s != b'Z'))
+        .collect()
+}

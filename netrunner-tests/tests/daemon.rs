@@ -205,3 +205,41 @@ fn stop_drop_and_restart_take_the_tree_down() {
     drop(daemon);
     assert!(wait_gone(&[pid], Duration::from_secs(3)).is_empty());
 }
+
+const HOLD_TREE: &str = env!("CARGO_BIN_EXE_hold-tree");
+
+#[test]
+fn owner_sigkill_while_running_leaves_nothing() {
+    let left =
+        netrunner_tests::owner_death_leftovers(HOLD_TREE, "daemon", Duration::from_millis(300));
+    assert!(left.is_empty(), "survivors: {left:?}");
+}
+
+#[test]
+fn owner_sigkill_while_backing_off_starts_no_new_run() {
+    let tag = format!("daemon-backoff-{}", std::process::id());
+    let mut owner = std::process::Command::new(HOLD_TREE)
+        .args(["daemon-backoff", "300"])
+        .env("NETRUNNER_TEST_TAG", &tag)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(owner.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "ready" {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0);
+    }
+    // The scan sees tagged processes: the owner is one.
+    assert!(netrunner_tests::tagged("NETRUNNER_TEST_TAG", &tag).contains(&owner.id()));
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    // Longer than the backoff: a surviving supervisor would have started
+    // the next run by now.
+    std::thread::sleep(Duration::from_millis(1500));
+    let left = netrunner_tests::tagged("NETRUNNER_TEST_TAG", &tag);
+    assert!(
+        left.is_empty(),
+        "a run appeared after the owner died: {left:?}"
+    );
+}

@@ -1,8 +1,10 @@
 //! Test helper: starts process trees through netrunner, prints every pid in
 //! them, then blocks forever, waiting to be killed by the test.
 //!
-//! Usage: `hold-tree blocking|tokio|async-std|cgroup:NAME KILL_TIMEOUT_MS`. Prints one pid
-//! per line, then `ready`.
+//! Usage: `hold-tree blocking|tokio|async-std|cgroup:NAME|daemon|daemon-backoff
+//! KILL_TIMEOUT_MS`. Prints one pid per line, then `ready`. `daemon` runs
+//! the trees as supervised daemons; `daemon-backoff` runs a crash loop and
+//! says `ready` while it waits to restart (printing its first run's pid).
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -108,6 +110,52 @@ async fn async_std_trees(grace: Duration) -> Vec<netrunner_core::aio::AsyncChild
     children
 }
 
+/// The trees as supervised daemons (restart always, so a death would be
+/// followed by a new run if the supervisor survived).
+fn daemons(grace: Duration) -> Vec<netrunner_blocking::Daemon> {
+    TREES
+        .into_iter()
+        .map(|(script, n)| {
+            let (pids, seen) = std::sync::mpsc::channel();
+            let mut cmd = netrunner_blocking::Command::new("sh");
+            cmd.args(["-c", script]).kill_timeout(grace);
+            let daemon = netrunner_blocking::Daemon::new(cmd)
+                .restart(netrunner_blocking::Restart::Always)
+                .backoff(Duration::from_millis(50), Duration::from_millis(100))
+                .on_output(move |_, line| {
+                    let _ = pids.send(line.to_vec());
+                })
+                .start()
+                .expect("start the daemon");
+            for _ in 0..n {
+                let mut line = seen.recv().expect("a pid line");
+                line.push(b'\n');
+                report(&line);
+            }
+            daemon
+        })
+        .collect()
+}
+
+/// A crash loop with a long backoff, reported once it is backing off.
+fn daemon_backing_off() -> netrunner_blocking::Daemon {
+    let mut cmd = netrunner_blocking::Command::new("sh");
+    cmd.args(["-c", "echo $$; exit 3"]);
+    let daemon = netrunner_blocking::Daemon::new(cmd)
+        .backoff(Duration::from_millis(700), Duration::from_secs(1))
+        .on_output(|_, line| {
+            let mut line = line.to_vec();
+            line.push(b'\n');
+            report(&line);
+        })
+        .start()
+        .expect("start the daemon");
+    while daemon.state() != netrunner_blocking::DaemonState::BackingOff {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    daemon
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "blocking".into());
     let grace = Duration::from_millis(
@@ -127,6 +175,8 @@ fn main() {
         // `cgroup:NAME`: the blocking trees, each in its own cgroup
         // (`NAME-0`, `NAME-1`).
         m if m.starts_with("cgroup:") => Box::new(blocking(grace, Some(&m["cgroup:".len()..]))),
+        "daemon" => Box::new(daemons(grace)),
+        "daemon-backoff" => Box::new(daemon_backing_off()),
         other => panic!("unknown mode {other}"),
     };
     report(b"ready\n");

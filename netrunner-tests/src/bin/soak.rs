@@ -51,18 +51,7 @@ const GRACE: Duration = Duration::from_millis(300);
 
 /// Live (not zombie) processes whose environment holds `TAG_VAR=tag`.
 fn tagged(tag: &str) -> Vec<u32> {
-    let needle = format!("{TAG_VAR}={tag}");
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != std::process::id())
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
-        })
-        .filter(|&pid| netrunner_sys::process::process_state(pid as i32).is_ok_and(|s| s != b'Z'))
-        .collect()
+    netrunner_tests::tagged(TAG_VAR, tag)
 }
 
 /// Kills whatever carries `tag`, so one failed round does not leak into
