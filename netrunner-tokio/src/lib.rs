@@ -43,6 +43,11 @@ pub use netrunner_core::{
     Error, ExitStatus, Output, ParseSignalError, ShepherdError, Signal, Stats, Stdio,
 };
 
+mod daemon;
+pub use daemon::{
+    Daemon, DaemonBuilder, DaemonEvent, DaemonState, OutputStream, Ready, Restart, MAX_LINE,
+};
+
 /// A command to run; see [`netrunner_core::Command`] for every builder method.
 pub type Command = netrunner_core::Command<Tokio>;
 

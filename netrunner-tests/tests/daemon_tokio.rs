@@ -1,0 +1,98 @@
+//! Supervised daemons through the tokio front end, with real processes.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use netrunner_tests::{next, wait_gone};
+use netrunner_tokio::{Command, Daemon, DaemonEvent, DaemonState, OutputStream, Ready, Restart};
+
+fn sh(script: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", script]);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_gives_up_and_events_stream() {
+    let daemon = Daemon::new(sh("exit 3"))
+        .restart(Restart::OnFailure)
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .max_restarts(3, Duration::from_secs(10))
+        .start()
+        .unwrap();
+    let mut events = daemon.subscribe();
+    let mut seen = Vec::new();
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_secs(10), next(&mut events)).await
+    {
+        let done = matches!(event, DaemonEvent::GaveUp { .. });
+        seen.push(event);
+        if done {
+            break;
+        }
+    }
+    let runs = seen
+        .iter()
+        .filter(|e| matches!(e, DaemonEvent::Started { .. }))
+        .count();
+    assert_eq!(runs, 4, "{seen:?}");
+    assert_eq!(daemon.state(), DaemonState::GaveUp);
+    assert!(daemon.wait_ready(Duration::from_secs(1)).await.is_err());
+    assert_eq!(daemon.last_exit().and_then(|s| s.code()), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_output_write_and_stop() {
+    let began = Instant::now();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    let mut cmd = sh("sleep 0.3; echo listening; echo err >&2; exec cat");
+    cmd.stdin(netrunner_tokio::Stdio::piped());
+    let daemon = Daemon::new(cmd)
+        .ready(Ready::Line("listening".into()))
+        .on_output(move |stream, line| {
+            seen.lock()
+                .unwrap()
+                .push((stream, String::from_utf8_lossy(line).into_owned()))
+        })
+        .start()
+        .unwrap();
+    assert!(daemon.wait_ready(Duration::from_secs(10)).await.unwrap());
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    daemon.write(b"back\n").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = lines.lock().unwrap().clone();
+    assert!(
+        got.contains(&(OutputStream::Stdout, "back".to_owned())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&(OutputStream::Stderr, "err".to_owned())),
+        "{got:?}"
+    );
+    let pid = daemon.pid().unwrap();
+    daemon.stop().await.unwrap();
+    assert!(wait_gone(&[pid], Duration::from_secs(7)).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_restart_a_term_ignoring_tree() {
+    let mut cmd = sh("trap '' TERM; sleep 1000 & wait");
+    cmd.kill_timeout(Duration::from_millis(500));
+    let daemon = Daemon::new(cmd).start().unwrap();
+    let first = daemon.pid().unwrap();
+    daemon.restart().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while daemon.pid().is_none_or(|p| p == first) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = daemon.pid().unwrap();
+    assert_ne!(second, first);
+    let began = Instant::now();
+    daemon.stop().await.unwrap();
+    assert!(began.elapsed() < Duration::from_millis(500) + Duration::from_secs(2));
+    assert!(wait_gone(&[first, second], Duration::from_secs(3)).is_empty());
+}
