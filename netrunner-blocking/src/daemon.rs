@@ -475,7 +475,9 @@ impl Runner {
                         let _ = drain.join();
                     }
                     supervisor.handle_exited(Instant::now(), status);
-                } else if run.ready.load(std::sync::atomic::Ordering::Relaxed) {
+                } else if supervisor.state() == DaemonState::Starting
+                    && run.ready.load(std::sync::atomic::Ordering::Relaxed)
+                {
                     supervisor.handle_ready(Instant::now());
                 }
             }

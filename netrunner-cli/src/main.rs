@@ -50,6 +50,8 @@ macro_rules! say {
     }};
 }
 
+mod supervise;
+
 const EXIT_CODES: &str = "\
 Exit status:
   the command's own exit code when it exits normally
@@ -78,6 +80,11 @@ enum Commands {
     /// output limit, or when netrunner goes away.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
+    /// Run PROGRAM as a supervised daemon: restarted by policy (with
+    /// backoff and a restart limit), one line on stderr per event; SIGTERM,
+    /// SIGINT or SIGHUP stop it gracefully (exit 0). Giving up exits with
+    /// the last run's status, as `run` maps it.
+    Supervise(supervise::SuperviseArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -159,7 +166,6 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let Commands::Run(args) = cli.command;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -170,7 +176,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INTERNAL);
         }
     };
-    let code = runtime.block_on(run(args));
+    let code = match cli.command {
+        Commands::Run(args) => runtime.block_on(run(args)),
+        Commands::Supervise(args) => runtime.block_on(supervise::supervise(args)),
+    };
     // Blocking readers of our own stdin may still be parked; do not wait for them.
     std::process::exit(i32::from(code));
 }

@@ -462,7 +462,10 @@ impl Runner {
                 None => std::future::pending().await,
             }
         };
-        let waiting_for_ready = !supervisor.is_ready() && self.ready_line.is_some();
+        // Only a run still starting waits for its line; once it is up (or
+        // being stopped) a set flag must not wake us again and again.
+        let waiting_for_ready =
+            supervisor.state() == DaemonState::Starting && self.ready_line.is_some();
         let ready_flag = self.current.as_ref().map(|r| r.ready.clone());
         let changed = self.changed.clone();
         let readiness = async {
