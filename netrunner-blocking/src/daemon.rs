@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use netrunner_core::supervise::{Action, Policy, Supervisor};
+use netrunner_core::supervise::{says_ready, Action, NotifySocket, Policy, Supervisor};
 pub use netrunner_core::supervise::{DaemonEvent, DaemonState, Restart};
 
 use crate::{Child, ChildStdin, Command, Error, ExitStatus, Signal, Stdio};
@@ -42,6 +42,10 @@ pub enum Ready {
     Spawned,
     /// Once a line on stdout or stderr contains this text.
     Line(String),
+    /// Once it sends `READY=1` to the socket named in its `NOTIFY_SOCKET`
+    /// environment variable, as under systemd (`sd_notify(3)`,
+    /// `systemd-notify --ready`).
+    SdNotify,
 }
 
 type OutputCallback = dyn FnMut(OutputStream, &[u8]) + Send;
@@ -195,8 +199,9 @@ impl DaemonBuilder {
             command,
             ready_line: match &self.ready {
                 Ready::Line(text) => Some(text.clone().into_bytes()),
-                Ready::Spawned => None,
+                Ready::Spawned | Ready::SdNotify => None,
             },
+            sd_notify: self.ready == Ready::SdNotify,
             output,
             shared: shared.clone(),
             current: None,
@@ -349,12 +354,47 @@ struct Run {
     child: Child,
     ready: Arc<std::sync::atomic::AtomicBool>,
     drains: Vec<JoinHandle<()>>,
+    /// The run's `NOTIFY_SOCKET` and the flag that ends its listener.
+    notify: Option<(NotifySocket, Arc<std::sync::atomic::AtomicBool>)>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some((_, over)) = &self.notify {
+            over.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A thread receiving `socket`'s datagrams until `over`, setting `ready`
+/// at a `READY=1`.
+fn listen_for_ready(
+    socket: &NotifySocket,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    over: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), Error> {
+    let socket = socket.socket().try_clone()?;
+    socket.set_read_timeout(Some(TICK))?;
+    std::thread::Builder::new()
+        .name("netrunner-notify".into())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !over.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    if says_ready(&buf[..n]) {
+                        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// The supervising thread's side.
 struct Runner {
     command: Command,
     ready_line: Option<Vec<u8>>,
+    sd_notify: bool,
     output: Arc<Mutex<Box<OutputCallback>>>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     current: Option<Run>,
@@ -362,8 +402,20 @@ struct Runner {
 
 impl Runner {
     fn spawn_run(&mut self) -> Result<Run, Error> {
-        let mut child = self.command.spawn()?;
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A socket per run: a late READY=1 of a run that ended cannot mark
+        // the next one up.
+        let notify = match self.sd_notify {
+            true => {
+                let socket = NotifySocket::new()?;
+                self.command.env("NOTIFY_SOCKET", socket.path());
+                let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                listen_for_ready(&socket, ready.clone(), over.clone())?;
+                Some((socket, over))
+            }
+            false => None,
+        };
+        let mut child = self.command.spawn()?;
         let mut drains = Vec::new();
         if let Some(out) = child.stdout.take() {
             drains.push(self.drain(out, OutputStream::Stdout, ready.clone()));
@@ -377,6 +429,7 @@ impl Runner {
             child,
             ready,
             drains,
+            notify,
         })
     }
 
@@ -470,8 +523,8 @@ impl Runner {
             Some(run) => {
                 if let Ok(Some(status)) = run.child.wait_timeout(tick) {
                     // Everything the run wrote is delivered before its end is.
-                    let run = self.current.take().expect("a current run");
-                    for drain in run.drains {
+                    let mut run = self.current.take().expect("a current run");
+                    for drain in std::mem::take(&mut run.drains) {
                         let _ = drain.join();
                     }
                     supervisor.handle_exited(Instant::now(), status);

@@ -22,9 +22,14 @@ pub struct SuperviseArgs {
     #[arg(long, value_parser = parse_max_restarts, default_value = "5/10s")]
     max_restarts: (u32, Duration),
     /// The command is up once a line of its output contains TEXT.
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", conflicts_with = "ready_notify")]
     ready_line: Option<String>,
-    /// A run not up this long after it started has failed (with --ready-line).
+    /// The command is up once it sends READY=1 to $NOTIFY_SOCKET, as under
+    /// systemd.
+    #[arg(long)]
+    ready_notify: bool,
+    /// A run not up this long after it started has failed (with a
+    /// readiness flag).
     #[arg(long, value_parser = units::parse_duration)]
     start_timeout: Option<Duration>,
     /// Grace between SIGTERM and SIGKILL when a run is stopped.
@@ -121,9 +126,12 @@ pub async fn supervise(args: SuperviseArgs) -> u8 {
                 _ => writeln!(std::io::stdout(), "{}", String::from_utf8_lossy(line)),
             };
         });
-    let announce_ready = args.ready_line.is_some();
+    let announce_ready = args.ready_line.is_some() || args.ready_notify;
     if let Some(text) = args.ready_line {
         daemon = daemon.ready(Ready::Line(text));
+    }
+    if args.ready_notify {
+        daemon = daemon.ready(Ready::SdNotify);
     }
     if let Some(timeout) = args.start_timeout {
         daemon = daemon.start_timeout(timeout);

@@ -493,6 +493,65 @@ pub fn is_failure(status: ExitStatus) -> bool {
     }
 }
 
+/// The socket a run reports readiness on, as under systemd: its path is
+/// in `NOTIFY_SOCKET`, and a datagram with a `READY=1` line means ready.
+///
+/// It lives in a directory of its own (mode 0700) under the temporary
+/// directory, so only this user's processes can reach it; both go when it
+/// is dropped.
+#[derive(Debug)]
+pub struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    dir: std::path::PathBuf,
+}
+
+impl NotifySocket {
+    /// A new socket in a new private directory.
+    pub fn new() -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "netrunner-notify-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        match std::os::unix::net::UnixDatagram::bind(dir.join("notify")) {
+            Ok(socket) => Ok(NotifySocket { socket, dir }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// The value for `NOTIFY_SOCKET`.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.join("notify")
+    }
+
+    /// The socket, to read datagrams from.
+    pub fn socket(&self) -> &std::os::unix::net::UnixDatagram {
+        &self.socket
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path());
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Whether a notification datagram says the service is ready (a
+/// `READY=1` line, as `sd_notify(3)` sends it).
+pub fn says_ready(datagram: &[u8]) -> bool {
+    datagram
+        .split(|&b| b == b'\n')
+        .any(|line| line == b"READY=1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,6 +645,22 @@ mod tests {
                 Duration::from_millis(expected)
             );
         }
+    }
+
+    #[test]
+    fn ready_datagrams() {
+        assert!(says_ready(b"READY=1"));
+        assert!(says_ready(b"STATUS=up\nREADY=1\n"));
+        assert!(!says_ready(b"READY=0\nSTATUS=READY=1"));
+        let socket = NotifySocket::new().unwrap();
+        let path = socket.path();
+        let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        sender.send_to(b"READY=1", &path).unwrap();
+        let mut buf = [0u8; 64];
+        let n = socket.socket().recv(&mut buf).unwrap();
+        assert!(says_ready(&buf[..n]));
+        drop(socket);
+        assert!(!path.exists());
     }
 
     #[test]

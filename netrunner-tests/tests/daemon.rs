@@ -243,3 +243,16 @@ fn owner_sigkill_while_backing_off_starts_no_new_run() {
         "a run appeared after the owner died: {left:?}"
     );
 }
+
+#[test]
+fn ready_sd_notify_as_under_systemd() {
+    let notify = env!("CARGO_BIN_EXE_sd-notify");
+    let began = Instant::now();
+    let daemon = Daemon::new(sh(&format!("sleep 0.3; {notify}; exec sleep 100")))
+        .ready(Ready::SdNotify)
+        .start()
+        .unwrap();
+    assert!(daemon.wait_ready(Duration::from_secs(10)).unwrap());
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    daemon.stop().unwrap();
+}

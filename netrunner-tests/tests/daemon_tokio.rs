@@ -96,3 +96,18 @@ async fn stop_and_restart_a_term_ignoring_tree() {
     assert!(began.elapsed() < Duration::from_millis(500) + Duration::from_secs(2));
     assert!(wait_gone(&[first, second], Duration::from_secs(3)).is_empty());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn ready_sd_notify_and_a_stop_on_a_current_thread_runtime() {
+    let notify = env!("CARGO_BIN_EXE_sd-notify");
+    let began = Instant::now();
+    let daemon = Daemon::new(sh(&format!("sleep 0.3; {notify}; exec sleep 100")))
+        .ready(Ready::SdNotify)
+        .start()
+        .unwrap();
+    assert!(daemon.wait_ready(Duration::from_secs(10)).await.unwrap());
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    let pid = daemon.pid().unwrap();
+    daemon.stop().await.unwrap();
+    assert!(wait_gone(&[pid], Duration::from_secs(7)).is_empty());
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use netrunner_core::supervise::{Action, Policy, Supervisor};
+use netrunner_core::supervise::{says_ready, Action, NotifySocket, Policy, Supervisor};
 pub use netrunner_core::supervise::{DaemonEvent, DaemonState, Restart};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
@@ -46,6 +46,9 @@ pub enum Ready {
     Spawned,
     /// Once a line on stdout or stderr contains this text.
     Line(String),
+    /// Once it sends `READY=1` to the socket named in its `NOTIFY_SOCKET`
+    /// environment variable, as under systemd (`sd_notify(3)`).
+    SdNotify,
 }
 
 type OutputCallback = dyn FnMut(OutputStream, &[u8]) + Send;
@@ -169,9 +172,10 @@ impl DaemonBuilder {
         let mut supervisor = Supervisor::new(self.policy, Supervisor::clock_jitter());
         let mut runner = Runner {
             command,
+            sd_notify: self.ready == Ready::SdNotify,
             ready_line: match self.ready {
                 Ready::Line(text) => Some(text.into_bytes()),
-                Ready::Spawned => None,
+                Ready::Spawned | Ready::SdNotify => None,
             },
             output: Arc::new(Mutex::new(
                 self.on_output
@@ -335,11 +339,22 @@ struct Run {
     child: Child,
     ready: Arc<AtomicBool>,
     drains: Vec<tokio::task::JoinHandle<()>>,
+    /// The run's `NOTIFY_SOCKET` and the task listening on it.
+    notify: Option<(NotifySocket, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some((_, listener)) = &self.notify {
+            listener.abort();
+        }
+    }
 }
 
 struct Runner {
     command: Command,
     ready_line: Option<Vec<u8>>,
+    sd_notify: bool,
     output: Arc<Mutex<Box<OutputCallback>>>,
     shared: Arc<Mutex<Shared>>,
     changed: Arc<Notify>,
@@ -349,8 +364,19 @@ struct Runner {
 
 impl Runner {
     fn spawn_run(&mut self) -> Result<Run, Error> {
-        let mut child = self.command.spawn()?;
         let ready = Arc::new(AtomicBool::new(false));
+        // A socket per run: a late READY=1 of a run that ended cannot mark
+        // the next one up.
+        let notify = match self.sd_notify {
+            true => {
+                let socket = NotifySocket::new()?;
+                self.command.env("NOTIFY_SOCKET", socket.path());
+                let listener = self.listen_for_ready(&socket, ready.clone())?;
+                Some((socket, listener))
+            }
+            false => None,
+        };
+        let mut child = self.command.spawn()?;
         let mut drains = Vec::new();
         if let Some(out) = child.stdout.take() {
             drains.push(self.drain(out, OutputStream::Stdout, ready.clone()));
@@ -362,7 +388,29 @@ impl Runner {
             child,
             ready,
             drains,
+            notify,
         })
+    }
+
+    /// A task receiving `socket`'s datagrams, setting `ready` at `READY=1`.
+    fn listen_for_ready(
+        &self,
+        socket: &NotifySocket,
+        ready: Arc<AtomicBool>,
+    ) -> Result<tokio::task::JoinHandle<()>, Error> {
+        let socket = socket.socket().try_clone()?;
+        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UnixDatagram::from_std(socket)?;
+        let changed = self.changed.clone();
+        Ok(tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf).await {
+                if says_ready(&buf[..n]) {
+                    ready.store(true, Ordering::Relaxed);
+                    changed.notify_waiters();
+                }
+            }
+        }))
     }
 
     fn drain(
@@ -464,8 +512,8 @@ impl Runner {
         };
         // Only a run still starting waits for its line; once it is up (or
         // being stopped) a set flag must not wake us again and again.
-        let waiting_for_ready =
-            supervisor.state() == DaemonState::Starting && self.ready_line.is_some();
+        let waiting_for_ready = supervisor.state() == DaemonState::Starting
+            && (self.ready_line.is_some() || self.sd_notify);
         let ready_flag = self.current.as_ref().map(|r| r.ready.clone());
         let changed = self.changed.clone();
         let readiness = async {
@@ -488,8 +536,8 @@ impl Runner {
         };
         tokio::select! {
             status = exit => {
-                let run = self.current.take().expect("a current run");
-                for drain in run.drains {
+                let mut run = self.current.take().expect("a current run");
+                for drain in std::mem::take(&mut run.drains) {
                     let _ = drain.await;
                 }
                 if let Ok(status) = status {
