@@ -7,67 +7,34 @@
 //! lines of at most [`MAX_LINE`] bytes, and handed to the output callback.
 
 use std::io::{BufRead, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use netrunner_core::supervise::{says_ready, Action, NotifySocket, Policy, Supervisor};
-pub use netrunner_core::supervise::{DaemonEvent, DaemonState, Restart};
+use netrunner_core::supervise::{
+    says_ready, Action, DaemonFrontEnd, LineSink, NotifySocket, Published, Supervisor,
+};
+pub use netrunner_core::supervise::{
+    DaemonEvent, DaemonState, OutputStream, Ready, Restart, MAX_LINE,
+};
 
-use crate::{Child, ChildStdin, Command, Error, ExitStatus, Signal, Stdio};
-
-/// Longest output line handed to the callback; longer lines are cut there.
-pub const MAX_LINE: usize = 64 << 10;
+use crate::{Blocking, Child, ChildStdin, Command, Error, ExitStatus, Signal, Stdio};
 
 /// How often the supervising thread looks at its mailbox while a run lives.
 const TICK: Duration = Duration::from_millis(20);
 
-/// Which of the command's streams a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OutputStream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-/// When a run counts as up.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Ready {
-    /// As soon as it started.
-    #[default]
-    Spawned,
-    /// Once a line on stdout or stderr contains this text.
-    Line(String),
-    /// Once it sends `READY=1` to the socket named in its `NOTIFY_SOCKET`
-    /// environment variable, as under systemd (`sd_notify(3)`,
-    /// `systemd-notify --ready`).
-    SdNotify,
-}
-
-type OutputCallback = dyn FnMut(OutputStream, &[u8]) + Send;
+/// A daemon being configured: [`Daemon::new`], then `start()`.
+pub type DaemonBuilder = netrunner_core::supervise::DaemonBuilder<Blocking>;
 
 /// What the caller and the supervising thread share.
-#[derive(Debug)]
+#[derive(Default)]
 struct Shared {
-    state: DaemonState,
-    pid: Option<u32>,
-    restarts: u32,
-    last_exit: Option<ExitStatus>,
-    ready: bool,
-    finished: bool,
+    published: Published,
     stdin: Option<ChildStdin>,
     subscribers: Vec<Sender<DaemonEvent>>,
-    /// Every event so far (the latest [`HISTORY`]), replayed to a new
-    /// subscriber.
-    history: std::collections::VecDeque<DaemonEvent>,
 }
-
-/// How many past events a new subscriber is given first.
-const HISTORY: usize = 256;
 
 /// Requests from the handle to the supervising thread.
 enum Request {
@@ -93,124 +60,35 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
-/// A daemon being configured: [`Daemon::new`], then [`DaemonBuilder::start`].
-pub struct DaemonBuilder {
-    command: Command,
-    policy: Policy,
-    ready: Ready,
-    on_output: Option<Box<OutputCallback>>,
-}
-
-impl std::fmt::Debug for DaemonBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaemonBuilder")
-            .field("policy", &self.policy)
-            .field("ready", &self.ready)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Daemon {
-    /// A daemon running `command`; configure it, then
-    /// [`DaemonBuilder::start`].
+    /// A daemon running `command`; configure it, then `start()`.
     #[allow(clippy::new_ret_no_self)]
     pub fn new(command: Command) -> DaemonBuilder {
-        DaemonBuilder {
-            command,
-            policy: Policy::default(),
-            ready: Ready::Spawned,
-            on_output: None,
-        }
+        DaemonBuilder::new(command)
     }
 }
 
-impl DaemonBuilder {
-    /// When to restart (default [`Restart::OnFailure`]).
-    pub fn restart(mut self, restart: Restart) -> Self {
-        self.policy.restart = restart;
-        self
-    }
+impl DaemonFrontEnd for Blocking {
+    type Daemon = Daemon;
 
-    /// First delay before a restart and its cap (default 100 ms, 30 s).
-    /// Each delay doubles the last, with ±10 % jitter; a run that stayed up
-    /// longer than the cap starts over at the first.
-    pub fn backoff(mut self, first: Duration, cap: Duration) -> Self {
-        self.policy.backoff_first = first;
-        self.policy.backoff_cap = cap.max(first);
-        self
-    }
-
-    /// Gives up after more than `restarts` restarts within `window`
-    /// (default 5 in 10 s).
-    pub fn max_restarts(mut self, restarts: u32, window: Duration) -> Self {
-        self.policy.max_restarts = restarts;
-        self.policy.restart_window = window;
-        self
-    }
-
-    /// When a run counts as up (default [`Ready::Spawned`]).
-    pub fn ready(mut self, ready: Ready) -> Self {
-        self.policy.waits_for_ready = ready != Ready::Spawned;
-        self.ready = ready;
-        self
-    }
-
-    /// A run not ready this long after it started has failed: it is
-    /// terminated, and restarted by policy.
-    pub fn start_timeout(mut self, timeout: Duration) -> Self {
-        self.policy.start_timeout = Some(timeout);
-        self
-    }
-
-    /// Called with every line of output (without its `\n`), from the
-    /// threads draining the command's streams. Without it output is
-    /// discarded (still drained).
-    pub fn on_output(mut self, f: impl FnMut(OutputStream, &[u8]) + Send + 'static) -> Self {
-        self.on_output = Some(Box::new(f));
-        self
-    }
-
-    /// Starts the first run and supervision. A spawn error of the first
-    /// run (not found, ...) is returned here, and nothing is left running.
-    pub fn start(mut self) -> Result<Daemon, Error> {
-        let mut command = self.command;
+    fn start_daemon(mut builder: DaemonBuilder) -> Result<Daemon, Error> {
+        let lines = builder.line_sink();
+        let mut command = builder.command;
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let shared = Arc::new((
-            Mutex::new(Shared {
-                state: DaemonState::Starting,
-                pid: None,
-                restarts: 0,
-                last_exit: None,
-                ready: false,
-                finished: false,
-                stdin: None,
-                subscribers: Vec::new(),
-                history: std::collections::VecDeque::new(),
-            }),
-            Condvar::new(),
-        ));
-        let mut supervisor = Supervisor::new(self.policy.clone(), Supervisor::clock_jitter());
-        let output: Arc<Mutex<Box<OutputCallback>>> = Arc::new(Mutex::new(
-            self.on_output
-                .take()
-                .unwrap_or_else(|| Box::new(|_: OutputStream, _: &[u8]| {})),
-        ));
+        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        let mut supervisor = Supervisor::new(builder.policy, Supervisor::clock_jitter());
         let mut runner = Runner {
             command,
-            ready_line: match &self.ready {
-                Ready::Line(text) => Some(text.clone().into_bytes()),
-                Ready::Spawned | Ready::SdNotify => None,
-            },
-            sd_notify: self.ready == Ready::SdNotify,
-            output,
+            lines,
+            sd_notify: builder.ready == Ready::SdNotify,
             shared: shared.clone(),
             current: None,
         };
         // The first run, here: its spawn error is the caller's.
         let _ = supervisor.poll_action();
-        let child = runner.spawn_run()?;
-        supervisor.handle_started(Instant::now(), child.child.id());
-        runner.current = Some(child);
+        let run = runner.spawn_run()?;
+        supervisor.handle_started(Instant::now(), run.child.id());
+        runner.current = Some(run);
         runner.publish(&mut supervisor);
         let (requests, mailbox) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -237,17 +115,11 @@ impl Daemon {
         let deadline = Instant::now().checked_add(timeout);
         let mut shared = self.lock();
         loop {
-            if shared.ready {
+            if shared.published.ready {
                 return Ok(true);
             }
-            if shared.finished {
-                return Err(Error::Daemon(
-                    match shared.state {
-                        DaemonState::GaveUp => "gave up: too many restarts",
-                        _ => "was stopped",
-                    }
-                    .into(),
-                ));
+            if shared.published.finished {
+                return Err(shared.published.over());
             }
             let left = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
@@ -267,22 +139,22 @@ impl Daemon {
 
     /// Where the daemon is.
     pub fn state(&self) -> DaemonState {
-        self.lock().state
+        self.lock().published.state.unwrap_or(DaemonState::Starting)
     }
 
     /// The current run's pid.
     pub fn pid(&self) -> Option<u32> {
-        self.lock().pid
+        self.lock().published.pid
     }
 
     /// Restarts so far.
     pub fn restarts(&self) -> u32 {
-        self.lock().restarts
+        self.lock().published.restarts
     }
 
     /// How the last run ended.
     pub fn last_exit(&self) -> Option<ExitStatus> {
-        self.lock().last_exit
+        self.lock().published.last_exit
     }
 
     /// Writes `bytes` to the current run's stdin (the command must have
@@ -316,7 +188,7 @@ impl Daemon {
     pub fn subscribe(&self) -> Receiver<DaemonEvent> {
         let (send, receive) = mpsc::channel();
         let mut shared = self.lock();
-        for event in &shared.history {
+        for event in &shared.published.history {
             let _ = send.send(event.clone());
         }
         shared.subscribers.push(send);
@@ -349,67 +221,42 @@ impl Drop for Daemon {
     }
 }
 
-/// One run: the child and whether its output said it is ready.
+/// One run: the child, whether it said it is ready, its output drains.
 struct Run {
     child: Child,
-    ready: Arc<std::sync::atomic::AtomicBool>,
+    ready: Arc<AtomicBool>,
     drains: Vec<JoinHandle<()>>,
     /// The run's `NOTIFY_SOCKET` and the flag that ends its listener.
-    notify: Option<(NotifySocket, Arc<std::sync::atomic::AtomicBool>)>,
+    notify: Option<(NotifySocket, Arc<AtomicBool>)>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
         if let Some((_, over)) = &self.notify {
-            over.store(true, std::sync::atomic::Ordering::Relaxed);
+            over.store(true, Ordering::Relaxed);
         }
     }
-}
-
-/// A thread receiving `socket`'s datagrams until `over`, setting `ready`
-/// at a `READY=1`.
-fn listen_for_ready(
-    socket: &NotifySocket,
-    ready: Arc<std::sync::atomic::AtomicBool>,
-    over: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<(), Error> {
-    let socket = socket.socket().try_clone()?;
-    socket.set_read_timeout(Some(TICK))?;
-    std::thread::Builder::new()
-        .name("netrunner-notify".into())
-        .spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !over.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(n) = socket.recv(&mut buf) {
-                    if says_ready(&buf[..n]) {
-                        ready.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            }
-        })?;
-    Ok(())
 }
 
 /// The supervising thread's side.
 struct Runner {
     command: Command,
-    ready_line: Option<Vec<u8>>,
+    lines: LineSink,
     sd_notify: bool,
-    output: Arc<Mutex<Box<OutputCallback>>>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     current: Option<Run>,
 }
 
 impl Runner {
     fn spawn_run(&mut self) -> Result<Run, Error> {
-        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ready = Arc::new(AtomicBool::new(false));
         // A socket per run: a late READY=1 of a run that ended cannot mark
         // the next one up.
         let notify = match self.sd_notify {
             true => {
                 let socket = NotifySocket::new()?;
                 self.command.env("NOTIFY_SOCKET", socket.path());
-                let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let over = Arc::new(AtomicBool::new(false));
                 listen_for_ready(&socket, ready.clone(), over.clone())?;
                 Some((socket, over))
             }
@@ -423,8 +270,11 @@ impl Runner {
         if let Some(err) = child.stderr.take() {
             drains.push(self.drain(err, OutputStream::Stderr, ready.clone()));
         }
-        let mut shared = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
-        shared.stdin = child.stdin.take();
+        self.shared
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stdin = child.stdin.take();
         Ok(Run {
             child,
             ready,
@@ -436,31 +286,26 @@ impl Runner {
     /// A thread reading `stream` line by line until EOF.
     fn drain(
         &self,
-        stream: impl std::io::Read + Send + 'static,
+        stream: impl Read + Send + 'static,
         which: OutputStream,
-        ready: Arc<std::sync::atomic::AtomicBool>,
+        ready: Arc<AtomicBool>,
     ) -> JoinHandle<()> {
-        let output = self.output.clone();
-        let ready_line = self.ready_line.clone();
+        let lines = self.lines.clone();
         std::thread::spawn(move || {
             let mut reader = std::io::BufReader::with_capacity(MAX_LINE, stream);
             let mut line = Vec::new();
             loop {
                 line.clear();
-                let n = match (&mut reader)
+                match (&mut reader)
                     .take(MAX_LINE as u64)
                     .read_until(b'\n', &mut line)
                 {
                     Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                let text = line.strip_suffix(b"\n").unwrap_or(&line[..n]);
-                if ready_line.as_ref().is_some_and(|needle| {
-                    text.windows(needle.len().max(1)).any(|w| w == &needle[..])
-                }) {
-                    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Ok(_) => {}
                 }
-                (output.lock().unwrap_or_else(|e| e.into_inner()))(which, text);
+                if lines.deliver(which, &line) {
+                    ready.store(true, Ordering::Relaxed);
+                }
             }
         })
     }
@@ -468,21 +313,16 @@ impl Runner {
     /// Hands the machine's events to subscribers and its state to callers.
     fn publish(&self, supervisor: &mut Supervisor) {
         let mut shared = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(event) = supervisor.poll_event() {
-            shared.subscribers.retain(|s| s.send(event.clone()).is_ok());
-            if shared.history.len() == HISTORY {
-                shared.history.pop_front();
-            }
-            shared.history.push_back(event);
-        }
-        shared.state = supervisor.state();
-        shared.pid = supervisor.pid();
-        shared.restarts = supervisor.restarts();
-        shared.last_exit = supervisor.last_exit();
-        shared.ready = supervisor.is_ready();
-        shared.finished = supervisor.is_finished();
-        if supervisor.pid().is_none() {
-            shared.stdin = None;
+        let Shared {
+            published,
+            subscribers,
+            stdin,
+        } = &mut *shared;
+        published.update(supervisor, |event| {
+            subscribers.retain(|s| s.send(event.clone()).is_ok());
+        });
+        if published.pid.is_none() {
+            *stdin = None;
         }
         self.shared.1.notify_all();
     }
@@ -529,16 +369,16 @@ impl Runner {
                     }
                     supervisor.handle_exited(Instant::now(), status);
                 } else if supervisor.state() == DaemonState::Starting
-                    && run.ready.load(std::sync::atomic::Ordering::Relaxed)
+                    && run.ready.load(Ordering::Relaxed)
                 {
                     supervisor.handle_ready(Instant::now());
                 }
             }
             None => std::thread::sleep(tick),
         }
-        // A dropped handle is a stop.
         loop {
             match mailbox.try_recv() {
+                // A dropped handle is a stop.
                 Ok(Request::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
                     supervisor.handle_stop(Instant::now());
                     break;
@@ -556,4 +396,28 @@ impl Runner {
         }
         supervisor.handle_time(Instant::now());
     }
+}
+
+/// A thread receiving `socket`'s datagrams until `over`, setting `ready`
+/// at a `READY=1`.
+fn listen_for_ready(
+    socket: &NotifySocket,
+    ready: Arc<AtomicBool>,
+    over: Arc<AtomicBool>,
+) -> Result<(), Error> {
+    let socket = socket.socket().try_clone()?;
+    socket.set_read_timeout(Some(TICK))?;
+    std::thread::Builder::new()
+        .name("netrunner-notify".into())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !over.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    if says_ready(&buf[..n]) {
+                        ready.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        })?;
+    Ok(())
 }

@@ -184,6 +184,27 @@ fn main() -> ExitCode {
     std::process::exit(i32::from(code));
 }
 
+/// Handlers for the signals that stop netrunner's command gracefully:
+/// SIGTERM, SIGINT, SIGHUP. `None` (after saying why) if they cannot be
+/// installed.
+fn stop_signals() -> Option<[tokio::signal::unix::Signal; 3]> {
+    let mut installed = Vec::new();
+    for kind in [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::hangup(),
+    ] {
+        match signal(kind) {
+            Ok(s) => installed.push(s),
+            Err(e) => {
+                say!("netrunner: cannot handle signals: {e}");
+                return None;
+            }
+        }
+    }
+    <[_; 3]>::try_from(installed).ok()
+}
+
 /// Shared budget for `--max-output` across stdout and stderr.
 struct Budget {
     remaining: AtomicU64,
@@ -312,20 +333,9 @@ async fn run(args: RunArgs) -> u8 {
     });
 
     // Install handlers before spawning, so no signal is lost in between.
-    let mut signals = Vec::new();
-    for kind in [
-        SignalKind::terminate(),
-        SignalKind::interrupt(),
-        SignalKind::hangup(),
-    ] {
-        match signal(kind) {
-            Ok(s) => signals.push(s),
-            Err(e) => {
-                say!("netrunner: cannot handle signals: {e}");
-                return EXIT_INTERNAL;
-            }
-        }
-    }
+    let Some(signals) = stop_signals() else {
+        return EXIT_INTERNAL;
+    };
 
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -352,10 +362,7 @@ async fn run(args: RunArgs) -> u8 {
         tokio::spawn(pump(tokio::io::stdin(), stdin, None));
     }
 
-    let [mut term, mut int, mut hup] = match <[_; 3]>::try_from(signals) {
-        Ok(s) => s,
-        Err(_) => return EXIT_INTERNAL,
-    };
+    let [mut term, mut int, mut hup] = signals;
     let limit_hit = async {
         match &budget {
             Some(b) => {

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use netrunner_tokio::{Command, Daemon, DaemonEvent, ExitStatus, OutputStream, Ready, Restart};
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::units;
 
@@ -94,20 +93,9 @@ pub async fn supervise(args: SuperviseArgs) -> u8 {
     if let Some(dir) = &args.cwd {
         cmd.current_dir(dir);
     }
-    let mut signals = Vec::new();
-    for kind in [
-        SignalKind::terminate(),
-        SignalKind::interrupt(),
-        SignalKind::hangup(),
-    ] {
-        match signal(kind) {
-            Ok(s) => signals.push(s),
-            Err(e) => {
-                say!("netrunner: cannot handle signals: {e}");
-                return crate::EXIT_INTERNAL;
-            }
-        }
-    }
+    let Some([mut term, mut int, mut hup]) = crate::stop_signals() else {
+        return crate::EXIT_INTERNAL;
+    };
     let mut daemon = Daemon::new(cmd)
         .restart(match args.restart {
             RestartArg::Always => Restart::Always,
@@ -141,10 +129,6 @@ pub async fn supervise(args: SuperviseArgs) -> u8 {
         Err(e) => return crate::spawn_failure(&args.command[0], e),
     };
     let mut events = daemon.subscribe();
-    let [mut term, mut int, mut hup] = match <[_; 3]>::try_from(signals) {
-        Ok(s) => s,
-        Err(_) => return crate::EXIT_INTERNAL,
-    };
     let mut exited: Option<String> = None;
     loop {
         let event = tokio::select! {

@@ -493,6 +493,224 @@ pub fn is_failure(status: ExitStatus) -> bool {
     }
 }
 
+/// Longest output line handed to a daemon's output callback; longer lines
+/// are cut there.
+pub const MAX_LINE: usize = 64 << 10;
+
+/// How many past events a new subscriber is given first.
+pub const HISTORY: usize = 256;
+
+/// Which of the command's streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// When a run counts as up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Ready {
+    /// As soon as it started.
+    #[default]
+    Spawned,
+    /// Once a line on stdout or stderr contains this text.
+    Line(String),
+    /// Once it sends `READY=1` to the socket named in its `NOTIFY_SOCKET`
+    /// environment variable, as under systemd (`sd_notify(3)`,
+    /// `systemd-notify --ready`).
+    SdNotify,
+}
+
+/// A daemon's output callback.
+pub type OutputCallback = dyn FnMut(OutputStream, &[u8]) + Send;
+
+/// A front end that can supervise daemons.
+pub trait DaemonFrontEnd: crate::FrontEnd {
+    /// The handle to a supervised daemon.
+    type Daemon;
+    /// Starts the first run and supervision.
+    fn start_daemon(builder: DaemonBuilder<Self>) -> Result<Self::Daemon, crate::Error>;
+}
+
+/// A daemon being configured; `start()` hands it to the front end.
+pub struct DaemonBuilder<F> {
+    /// The command each run executes.
+    pub command: crate::Command<F>,
+    /// The supervision policy.
+    pub policy: Policy,
+    /// When a run counts as up.
+    pub ready: Ready,
+    /// The output callback, if any.
+    pub on_output: Option<Box<OutputCallback>>,
+}
+
+impl<F> std::fmt::Debug for DaemonBuilder<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonBuilder")
+            .field("policy", &self.policy)
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> DaemonBuilder<F> {
+    /// A daemon running `command`, with the default policy.
+    pub fn new(command: crate::Command<F>) -> Self {
+        DaemonBuilder {
+            command,
+            policy: Policy::default(),
+            ready: Ready::Spawned,
+            on_output: None,
+        }
+    }
+
+    /// When to restart (default [`Restart::OnFailure`]).
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.policy.restart = restart;
+        self
+    }
+
+    /// First delay before a restart and its cap (default 100 ms, 30 s).
+    /// Each delay doubles the last, with ±10 % jitter; a run that stayed up
+    /// longer than the cap starts over at the first.
+    pub fn backoff(mut self, first: Duration, cap: Duration) -> Self {
+        self.policy.backoff_first = first;
+        self.policy.backoff_cap = cap.max(first);
+        self
+    }
+
+    /// Gives up after more than `restarts` restarts within `window`
+    /// (default 5 in 10 s).
+    pub fn max_restarts(mut self, restarts: u32, window: Duration) -> Self {
+        self.policy.max_restarts = restarts;
+        self.policy.restart_window = window;
+        self
+    }
+
+    /// When a run counts as up (default [`Ready::Spawned`]).
+    pub fn ready(mut self, ready: Ready) -> Self {
+        self.policy.waits_for_ready = ready != Ready::Spawned;
+        self.ready = ready;
+        self
+    }
+
+    /// A run not ready this long after it started has failed: it is
+    /// terminated, and restarted by policy.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.start_timeout = Some(timeout);
+        self
+    }
+
+    /// Called with every line of output (without its `\n`). Without it
+    /// output is discarded (still drained).
+    pub fn on_output(mut self, f: impl FnMut(OutputStream, &[u8]) + Send + 'static) -> Self {
+        self.on_output = Some(Box::new(f));
+        self
+    }
+
+    /// The line handling this configuration asks for.
+    pub fn line_sink(&mut self) -> LineSink {
+        LineSink {
+            ready_line: match &self.ready {
+                Ready::Line(text) => Some(text.clone().into_bytes()),
+                Ready::Spawned | Ready::SdNotify => None,
+            },
+            output: std::sync::Arc::new(std::sync::Mutex::new(
+                self.on_output
+                    .take()
+                    .unwrap_or_else(|| Box::new(|_: OutputStream, _: &[u8]| {})),
+            )),
+        }
+    }
+}
+
+impl<F: DaemonFrontEnd> DaemonBuilder<F> {
+    /// Starts the first run and supervision. A spawn error of the first
+    /// run (not found, ...) is returned here, and nothing is left running.
+    pub fn start(self) -> Result<F::Daemon, crate::Error> {
+        F::start_daemon(self)
+    }
+}
+
+/// Where a daemon's output lines go: the callback, and the readiness check.
+#[derive(Clone)]
+pub struct LineSink {
+    ready_line: Option<Vec<u8>>,
+    output: std::sync::Arc<std::sync::Mutex<Box<OutputCallback>>>,
+}
+
+impl LineSink {
+    /// Whether a line can make a run ready.
+    pub fn watches_for_ready(&self) -> bool {
+        self.ready_line.is_some()
+    }
+
+    /// Hands one line (as read, with or without its `\n`) to the callback;
+    /// returns whether it contains the ready text.
+    pub fn deliver(&self, which: OutputStream, line: &[u8]) -> bool {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let ready = self.ready_line.as_ref().is_some_and(|needle| {
+            needle.is_empty() || text.windows(needle.len()).any(|w| w == &needle[..])
+        });
+        (self.output.lock().unwrap_or_else(|e| e.into_inner()))(which, text);
+        ready
+    }
+}
+
+/// What a daemon's handle shows of its supervisor, and the events so far.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// Where the daemon is (`None` before the first publication).
+    pub state: Option<DaemonState>,
+    /// The current run's pid.
+    pub pid: Option<u32>,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// How the last run ended.
+    pub last_exit: Option<ExitStatus>,
+    /// Whether the current run is up.
+    pub ready: bool,
+    /// Whether supervision is over.
+    pub finished: bool,
+    /// The latest [`HISTORY`] events, replayed to a new subscriber.
+    pub history: VecDeque<DaemonEvent>,
+}
+
+impl Published {
+    /// Takes `supervisor`'s new events (each handed to `send` and kept in
+    /// the history) and its state.
+    pub fn update(&mut self, supervisor: &mut Supervisor, mut send: impl FnMut(&DaemonEvent)) {
+        while let Some(event) = supervisor.poll_event() {
+            send(&event);
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(event);
+        }
+        self.state = Some(supervisor.state());
+        self.pid = supervisor.pid();
+        self.restarts = supervisor.restarts();
+        self.last_exit = supervisor.last_exit();
+        self.ready = supervisor.is_ready();
+        self.finished = supervisor.is_finished();
+    }
+
+    /// The error `wait_ready` gives once supervision is over.
+    pub fn over(&self) -> crate::Error {
+        crate::Error::Daemon(
+            match self.state {
+                Some(DaemonState::GaveUp) => "gave up: too many restarts",
+                _ => "was stopped",
+            }
+            .into(),
+        )
+    }
+}
+
 /// The socket a run reports readiness on, as under systemd: its path is
 /// in `NOTIFY_SOCKET`, and a datagram with a `READY=1` line means ready.
 ///

@@ -7,62 +7,30 @@
 //! by one task each, split into lines of at most [`MAX_LINE`] bytes, and
 //! handed to the output callback.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use netrunner_core::supervise::{says_ready, Action, NotifySocket, Policy, Supervisor};
-pub use netrunner_core::supervise::{DaemonEvent, DaemonState, Restart};
+use netrunner_core::supervise::{
+    says_ready, Action, DaemonFrontEnd, LineSink, NotifySocket, Published, Supervisor,
+};
+pub use netrunner_core::supervise::{
+    DaemonEvent, DaemonState, OutputStream, Ready, Restart, MAX_LINE,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
-use crate::{Child, ChildStdin, Command, Error, ExitStatus, Signal, Stdio};
+use crate::{Child, ChildStdin, Command, Error, ExitStatus, Signal, Stdio, Tokio};
 
-/// Longest output line handed to the callback; longer lines are cut there.
-pub const MAX_LINE: usize = 64 << 10;
+/// A daemon being configured: [`Daemon::new`], then `start()`.
+pub type DaemonBuilder = netrunner_core::supervise::DaemonBuilder<Tokio>;
 
-/// How many past events a new subscriber is given first.
-const HISTORY: usize = 256;
-
-/// Which of the command's streams a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OutputStream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-/// When a run counts as up.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Ready {
-    /// As soon as it started.
-    #[default]
-    Spawned,
-    /// Once a line on stdout or stderr contains this text.
-    Line(String),
-    /// Once it sends `READY=1` to the socket named in its `NOTIFY_SOCKET`
-    /// environment variable, as under systemd (`sd_notify(3)`).
-    SdNotify,
-}
-
-type OutputCallback = dyn FnMut(OutputStream, &[u8]) + Send;
-
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Shared {
-    state: Option<DaemonState>,
-    pid: Option<u32>,
-    restarts: u32,
-    last_exit: Option<ExitStatus>,
-    ready: bool,
-    finished: bool,
+    published: Published,
     subscribers: Vec<mpsc::UnboundedSender<DaemonEvent>>,
-    history: VecDeque<DaemonEvent>,
 }
 
 enum Request {
@@ -89,98 +57,30 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
-/// A daemon being configured: [`Daemon::new`], then [`DaemonBuilder::start`].
-pub struct DaemonBuilder {
-    command: Command,
-    policy: Policy,
-    ready: Ready,
-    on_output: Option<Box<OutputCallback>>,
-}
-
-impl std::fmt::Debug for DaemonBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaemonBuilder")
-            .field("policy", &self.policy)
-            .field("ready", &self.ready)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Daemon {
-    /// A daemon running `command`; configure it, then
-    /// [`DaemonBuilder::start`].
+    /// A daemon running `command`; configure it, then `start()` (inside a
+    /// tokio runtime).
     #[allow(clippy::new_ret_no_self)]
     pub fn new(command: Command) -> DaemonBuilder {
-        DaemonBuilder {
-            command,
-            policy: Policy::default(),
-            ready: Ready::Spawned,
-            on_output: None,
-        }
+        DaemonBuilder::new(command)
     }
 }
 
-impl DaemonBuilder {
-    /// When to restart (default [`Restart::OnFailure`]).
-    pub fn restart(mut self, restart: Restart) -> Self {
-        self.policy.restart = restart;
-        self
-    }
+impl DaemonFrontEnd for Tokio {
+    type Daemon = Daemon;
 
-    /// First delay before a restart and its cap (default 100 ms, 30 s).
-    pub fn backoff(mut self, first: Duration, cap: Duration) -> Self {
-        self.policy.backoff_first = first;
-        self.policy.backoff_cap = cap.max(first);
-        self
-    }
-
-    /// Gives up after more than `restarts` restarts within `window`
-    /// (default 5 in 10 s).
-    pub fn max_restarts(mut self, restarts: u32, window: Duration) -> Self {
-        self.policy.max_restarts = restarts;
-        self.policy.restart_window = window;
-        self
-    }
-
-    /// When a run counts as up (default [`Ready::Spawned`]).
-    pub fn ready(mut self, ready: Ready) -> Self {
-        self.policy.waits_for_ready = ready != Ready::Spawned;
-        self.ready = ready;
-        self
-    }
-
-    /// A run not ready this long after it started has failed.
-    pub fn start_timeout(mut self, timeout: Duration) -> Self {
-        self.policy.start_timeout = Some(timeout);
-        self
-    }
-
-    /// Called with every line of output (without its `\n`).
-    pub fn on_output(mut self, f: impl FnMut(OutputStream, &[u8]) + Send + 'static) -> Self {
-        self.on_output = Some(Box::new(f));
-        self
-    }
-
-    /// Starts the first run and supervision, inside a tokio runtime. A
-    /// spawn error of the first run is returned here.
-    pub fn start(self) -> Result<Daemon, Error> {
-        let mut command = self.command;
+    fn start_daemon(mut builder: DaemonBuilder) -> Result<Daemon, Error> {
+        let lines = builder.line_sink();
+        let mut command = builder.command;
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let shared = Arc::new(Mutex::new(Shared::default()));
         let changed = Arc::new(Notify::new());
         let stdin = Arc::new(tokio::sync::Mutex::new(None));
-        let mut supervisor = Supervisor::new(self.policy, Supervisor::clock_jitter());
+        let mut supervisor = Supervisor::new(builder.policy, Supervisor::clock_jitter());
         let mut runner = Runner {
             command,
-            sd_notify: self.ready == Ready::SdNotify,
-            ready_line: match self.ready {
-                Ready::Line(text) => Some(text.into_bytes()),
-                Ready::Spawned | Ready::SdNotify => None,
-            },
-            output: Arc::new(Mutex::new(
-                self.on_output
-                    .unwrap_or_else(|| Box::new(|_: OutputStream, _: &[u8]| {})),
-            )),
+            lines,
+            sd_notify: builder.ready == Ready::SdNotify,
             shared: shared.clone(),
             changed: changed.clone(),
             stdin: stdin.clone(),
@@ -220,17 +120,11 @@ impl Daemon {
                 let notified = self.changed.notified();
                 {
                     let shared = self.lock();
-                    if shared.ready {
+                    if shared.published.ready {
                         return Ok(true);
                     }
-                    if shared.finished {
-                        return Err(Error::Daemon(
-                            match shared.state {
-                                Some(DaemonState::GaveUp) => "gave up: too many restarts",
-                                _ => "was stopped",
-                            }
-                            .into(),
-                        ));
+                    if shared.published.finished {
+                        return Err(shared.published.over());
                     }
                 }
                 notified.await;
@@ -244,22 +138,22 @@ impl Daemon {
 
     /// Where the daemon is.
     pub fn state(&self) -> DaemonState {
-        self.lock().state.unwrap_or(DaemonState::Starting)
+        self.lock().published.state.unwrap_or(DaemonState::Starting)
     }
 
     /// The current run's pid.
     pub fn pid(&self) -> Option<u32> {
-        self.lock().pid
+        self.lock().published.pid
     }
 
     /// Restarts so far.
     pub fn restarts(&self) -> u32 {
-        self.lock().restarts
+        self.lock().published.restarts
     }
 
     /// How the last run ended.
     pub fn last_exit(&self) -> Option<ExitStatus> {
-        self.lock().last_exit
+        self.lock().published.last_exit
     }
 
     /// Writes `bytes` to the current run's stdin (the command must have
@@ -292,7 +186,7 @@ impl Daemon {
     pub fn subscribe(&self) -> impl futures_core::Stream<Item = DaemonEvent> + Send + Unpin {
         let (send, receive) = mpsc::unbounded_channel();
         let mut shared = self.lock();
-        for event in &shared.history {
+        for event in &shared.published.history {
             let _ = send.send(event.clone());
         }
         shared.subscribers.push(send);
@@ -353,9 +247,8 @@ impl Drop for Run {
 
 struct Runner {
     command: Command,
-    ready_line: Option<Vec<u8>>,
+    lines: LineSink,
     sd_notify: bool,
-    output: Arc<Mutex<Box<OutputCallback>>>,
     shared: Arc<Mutex<Shared>>,
     changed: Arc<Notify>,
     stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
@@ -419,49 +312,38 @@ impl Runner {
         which: OutputStream,
         ready: Arc<AtomicBool>,
     ) -> tokio::task::JoinHandle<()> {
-        let output = self.output.clone();
-        let ready_line = self.ready_line.clone();
+        let lines = self.lines.clone();
         let changed = self.changed.clone();
         tokio::spawn(async move {
             let mut reader = tokio::io::BufReader::with_capacity(MAX_LINE, stream);
             let mut line = Vec::new();
             loop {
                 line.clear();
-                let n = match (&mut reader)
+                match (&mut reader)
                     .take(MAX_LINE as u64)
                     .read_until(b'\n', &mut line)
                     .await
                 {
                     Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                let text = line.strip_suffix(b"\n").unwrap_or(&line[..n]);
-                if ready_line.as_ref().is_some_and(|needle| {
-                    text.windows(needle.len().max(1)).any(|w| w == &needle[..])
-                }) {
+                    Ok(_) => {}
+                }
+                if lines.deliver(which, &line) {
                     ready.store(true, Ordering::Relaxed);
                     changed.notify_waiters();
                 }
-                (output.lock().unwrap_or_else(|e| e.into_inner()))(which, text);
             }
         })
     }
 
     fn publish(&self, supervisor: &mut Supervisor) {
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(event) = supervisor.poll_event() {
-            shared.subscribers.retain(|s| s.send(event.clone()).is_ok());
-            if shared.history.len() == HISTORY {
-                shared.history.pop_front();
-            }
-            shared.history.push_back(event);
-        }
-        shared.state = Some(supervisor.state());
-        shared.pid = supervisor.pid();
-        shared.restarts = supervisor.restarts();
-        shared.last_exit = supervisor.last_exit();
-        shared.ready = supervisor.is_ready();
-        shared.finished = supervisor.is_finished();
+        let Shared {
+            published,
+            subscribers,
+        } = &mut *shared;
+        published.update(supervisor, |event| {
+            subscribers.retain(|s| s.send(event.clone()).is_ok());
+        });
         drop(shared);
         self.changed.notify_waiters();
     }
@@ -513,7 +395,7 @@ impl Runner {
         // Only a run still starting waits for its line; once it is up (or
         // being stopped) a set flag must not wake us again and again.
         let waiting_for_ready = supervisor.state() == DaemonState::Starting
-            && (self.ready_line.is_some() || self.sd_notify);
+            && (self.lines.watches_for_ready() || self.sd_notify);
         let ready_flag = self.current.as_ref().map(|r| r.ready.clone());
         let changed = self.changed.clone();
         let readiness = async {
