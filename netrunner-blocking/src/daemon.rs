@@ -81,6 +81,10 @@ impl DaemonFrontEnd for Blocking {
             command,
             lines,
             sd_notify: builder.ready == Ready::SdNotify,
+            notify_fd: match builder.ready {
+                Ready::NotifyFd(n) => Some(n),
+                _ => None,
+            },
             shared: shared.clone(),
             current: None,
         };
@@ -228,11 +232,14 @@ struct Run {
     drains: Vec<JoinHandle<()>>,
     /// The run's `NOTIFY_SOCKET` and the flag that ends its listener.
     notify: Option<(NotifySocket, Arc<AtomicBool>)>,
+    /// The flag that ends the listener on the run's notify pipe.
+    pipe_over: Option<Arc<AtomicBool>>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
-        if let Some((_, over)) = &self.notify {
+        let flags = self.notify.iter().map(|(_, f)| f).chain(&self.pipe_over);
+        for over in flags {
             over.store(true, Ordering::Relaxed);
         }
     }
@@ -243,6 +250,7 @@ struct Runner {
     command: Command,
     lines: LineSink,
     sd_notify: bool,
+    notify_fd: Option<i32>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     current: Option<Run>,
 }
@@ -262,6 +270,17 @@ impl Runner {
             }
             false => None,
         };
+        // A pipe per run, its write end the command's descriptor `n`.
+        let pipe_over = match self.notify_fd {
+            Some(n) => {
+                let (read, write) = netrunner_sys::fd::pipe2_cloexec()?;
+                self.command.fd(n, write);
+                let over = Arc::new(AtomicBool::new(false));
+                listen_for_newline(read, ready.clone(), over.clone())?;
+                Some(over)
+            }
+            None => None,
+        };
         let mut child = self.command.spawn()?;
         let mut drains = Vec::new();
         if let Some(out) = child.stdout.take() {
@@ -280,6 +299,7 @@ impl Runner {
             ready,
             drains,
             notify,
+            pipe_over,
         })
     }
 
@@ -396,6 +416,40 @@ impl Runner {
         }
         supervisor.handle_time(Instant::now());
     }
+}
+
+/// A thread reading the notify pipe until `over` or EOF, setting `ready`
+/// at the first newline.
+fn listen_for_newline(
+    read: std::os::fd::OwnedFd,
+    ready: Arc<AtomicBool>,
+    over: Arc<AtomicBool>,
+) -> Result<(), Error> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    std::thread::Builder::new()
+        .name("netrunner-notify".into())
+        .spawn(move || {
+            let tick = Timespec {
+                tv_sec: 0,
+                tv_nsec: TICK.as_nanos() as i64,
+            };
+            let mut buf = [0u8; 256];
+            while !over.load(Ordering::Relaxed) {
+                let mut pfd = [PollFd::new(&read, PollFlags::IN)];
+                if !matches!(rustix::event::poll(&mut pfd, Some(&tick)), Ok(n) if n > 0) {
+                    continue;
+                }
+                match rustix::io::read(&read, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) if buf[..n].contains(&b'\n') => {
+                        ready.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(_) => {}
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// A thread receiving `socket`'s datagrams until `over`, setting `ready`

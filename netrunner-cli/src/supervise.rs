@@ -25,8 +25,12 @@ pub struct SuperviseArgs {
     ready_line: Option<String>,
     /// The command is up once it sends READY=1 to $NOTIFY_SOCKET, as under
     /// systemd.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ready_fd")]
     ready_notify: bool,
+    /// The command is up once it writes a newline to its descriptor N (3
+    /// to 1023), as under s6.
+    #[arg(long, value_name = "N", conflicts_with = "ready_line")]
+    ready_fd: Option<i32>,
     /// A run not up this long after it started has failed (with a
     /// readiness flag).
     #[arg(long, value_parser = units::parse_duration)]
@@ -114,7 +118,10 @@ pub async fn supervise(args: SuperviseArgs) -> u8 {
                 _ => writeln!(std::io::stdout(), "{}", String::from_utf8_lossy(line)),
             };
         });
-    let announce_ready = args.ready_line.is_some() || args.ready_notify;
+    let announce_ready = args.ready_line.is_some() || args.ready_notify || args.ready_fd.is_some();
+    if let Some(n) = args.ready_fd {
+        daemon = daemon.ready(Ready::NotifyFd(n));
+    }
     if let Some(text) = args.ready_line {
         daemon = daemon.ready(Ready::Line(text));
     }

@@ -98,6 +98,8 @@ pub struct Command<F> {
     pub(crate) pty: Option<PtyConfig>,
     pub(crate) foreground: bool,
     pub(crate) cgroup: crate::cgroup::CgroupConfig,
+    /// Extra descriptors for the child, by their number there.
+    pub(crate) extra_fds: BTreeMap<i32, std::sync::Arc<std::os::fd::OwnedFd>>,
     front: PhantomData<fn() -> F>,
 }
 
@@ -140,6 +142,7 @@ impl<F> Clone for Command<F> {
             pty: self.pty,
             foreground: self.foreground,
             cgroup: self.cgroup.clone(),
+            extra_fds: self.extra_fds.clone(),
             front: PhantomData,
         }
     }
@@ -179,8 +182,22 @@ impl<F> Command<F> {
             pty: None,
             foreground: true,
             cgroup: crate::cgroup::CgroupConfig::default(),
+            extra_fds: BTreeMap::new(),
             front: PhantomData,
         }
+    }
+
+    /// Gives the command `fd` as its descriptor `child_fd` (3 to 1023; at
+    /// most 8 of them), for socket activation, a readiness pipe and the
+    /// like. Setting the same number again replaces the descriptor. The
+    /// command's other descriptors above 2 are closed as always; this one
+    /// is kept open here until the command is dropped.
+    ///
+    /// Numbers out of range are an [`Error::InvalidInput`] at spawn time.
+    pub fn fd(&mut self, child_fd: i32, fd: impl Into<std::os::fd::OwnedFd>) -> &mut Self {
+        self.extra_fds
+            .insert(child_fd, std::sync::Arc::new(fd.into()));
+        self
     }
 
     /// Adds one argument.
@@ -492,6 +509,25 @@ impl<F> Command<F> {
         let program = self.program.as_bytes();
         if program.is_empty() {
             return Err(Error::invalid("program", "is empty"));
+        }
+        if let Some((&bad, _)) = self
+            .extra_fds
+            .iter()
+            .find(|(&n, _)| !(3..=netrunner_proto::MAX_CHILD_FD as i32).contains(&n))
+        {
+            return Err(Error::invalid(
+                format!("descriptor {bad}"),
+                format!(
+                    "is not a number an extra descriptor can take (3 to {})",
+                    netrunner_proto::MAX_CHILD_FD
+                ),
+            ));
+        }
+        if self.extra_fds.len() > netrunner_proto::MAX_EXTRA_FDS {
+            return Err(Error::invalid(
+                "extra descriptors",
+                format!("are more than {}", netrunner_proto::MAX_EXTRA_FDS),
+            ));
         }
         if self.timeout == Some(Duration::ZERO) {
             return Err(Error::invalid(

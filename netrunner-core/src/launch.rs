@@ -205,6 +205,11 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
         None if cmd.foreground => foreground_terminal(&plan)?,
         _ => None,
     };
+    let mut extra_fds = Vec::with_capacity(cmd.extra_fds.len());
+    for (&child_fd, fd) in &cmd.extra_fds {
+        passed.push(fd::fcntl_dupfd_cloexec(fd.as_fd(), 3)?);
+        extra_fds.push((child_fd as u32, (passed.len() - 1) as u8));
+    }
     let cwd_fd = match &cwd {
         Some(dir) if dir.starts_with(b"/") => None,
         // Relative to, or simply, our working directory: passed as a
@@ -263,6 +268,7 @@ pub fn launch<F>(cmd: &Command<F>, plan: StdioPlan) -> Result<Launched, Error> {
                 owner_pgid: lent.owner.as_raw_nonzero().get() as u32,
             }),
         spare_check: None,
+        extra_fds,
     };
     let fresh_frames = frames(&request);
     if fresh_frames.len() > REQUEST_LIMIT {

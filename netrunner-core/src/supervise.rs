@@ -523,6 +523,9 @@ pub enum Ready {
     /// environment variable, as under systemd (`sd_notify(3)`,
     /// `systemd-notify --ready`).
     SdNotify,
+    /// Once it writes a newline to this descriptor number, which it is
+    /// given (the write end of a pipe), as s6 does.
+    NotifyFd(i32),
 }
 
 /// A daemon's output callback.
@@ -617,7 +620,7 @@ impl<F> DaemonBuilder<F> {
         LineSink {
             ready_line: match &self.ready {
                 Ready::Line(text) => Some(text.clone().into_bytes()),
-                Ready::Spawned | Ready::SdNotify => None,
+                Ready::Spawned | Ready::SdNotify | Ready::NotifyFd(_) => None,
             },
             output: std::sync::Arc::new(std::sync::Mutex::new(
                 self.on_output

@@ -23,9 +23,16 @@ pub const HEADER_LEN: usize = 4;
 /// Linux's `ARG_MAX` limits, small enough to refuse allocation bombs.
 pub const MAX_FRAME_LEN: usize = 16 << 20;
 
+/// Most extra descriptors a command may be given (`Command::fd`).
+pub const MAX_EXTRA_FDS: usize = 8;
+
+/// Highest descriptor number an extra descriptor may take in the child.
+pub const MAX_CHILD_FD: u32 = 1023;
+
 /// Largest number of file descriptors one spawn request may reference: the
-/// three standard streams and the owner's working directory.
-pub const MAX_PASSED_FDS: usize = 4;
+/// three standard streams, the owner's working directory and the extra
+/// descriptors.
+pub const MAX_PASSED_FDS: usize = 4 + MAX_EXTRA_FDS;
 
 const_assert!(HEADER_LEN == core::mem::size_of::<u32>());
 const_assert!(MAX_FRAME_LEN <= u32::MAX as usize);
@@ -215,6 +222,9 @@ pub struct SpawnRequest {
     pub foreground: Option<Foreground>,
     /// For a spare shepherd: what it must match and take on first.
     pub spare_check: Option<Box<SpareCheck>>,
+    /// Extra descriptors for the child: (its number in the child, index of
+    /// the passed descriptor).
+    pub extra_fds: Vec<(u32, u8)>,
 }
 
 /// Which processes a signal goes to.
@@ -718,6 +728,11 @@ impl Encode for SpawnRequest {
                 w.i32(a.oom_score_adj);
             }
         }
+        w.u32(u32::try_from(req.extra_fds.len()).unwrap_or(u32::MAX));
+        for &(child_fd, index) in &req.extra_fds {
+            w.u32(child_fd);
+            w.u8(index);
+        }
         w.finish();
     }
 }
@@ -870,9 +885,26 @@ impl Decode for ToShepherd {
                 } else {
                     None
                 };
+                let count = r.u32("extra fd count")? as usize;
+                if count > MAX_EXTRA_FDS {
+                    return Err(DecodeError::InvalidValue("extra fd count"));
+                }
+                let mut extra_fds: Vec<(u32, u8)> = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let child_fd = r.u32("extra fd number")?;
+                    let index = r.u8("extra fd index")?;
+                    if !(3..=MAX_CHILD_FD).contains(&child_fd)
+                        || usize::from(index) >= MAX_PASSED_FDS
+                        || extra_fds.iter().any(|&(n, _)| n == child_fd)
+                    {
+                        return Err(DecodeError::InvalidValue("extra fd"));
+                    }
+                    extra_fds.push((child_fd, index));
+                }
                 ToShepherd::Spawn(Box::new(SpawnRequest {
                     cwd_fd,
                     spare_check,
+                    extra_fds,
                     umask,
                     foreground,
                     program,
@@ -1161,6 +1193,7 @@ mod tests {
                 owner_pgid: 4321,
             }),
             cwd_fd: Some(3),
+            extra_fds: vec![(3, 4), (7, 5)],
             spare_check: Some(Box::new(SpareCheck {
                 identity: b"Uid: 0 0 0 0".to_vec(),
                 cgroups: b"0::/user.slice".to_vec(),
@@ -1194,6 +1227,7 @@ mod tests {
                 foreground: None,
                 cwd_fd: None,
                 spare_check: None,
+                extra_fds: vec![],
                 argv: vec![],
                 env: vec![],
                 isolation: Isolation::ProcessGroup,

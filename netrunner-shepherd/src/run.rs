@@ -444,6 +444,17 @@ fn start_child(
     )
     .map_err(|_| request_error(rustix::io::Errno::INVAL.raw_os_error()))?
     .with_limits(&req.rlimits, req.umask);
+    let extra: Vec<(i32, BorrowedFd<'_>)> = req
+        .extra_fds
+        .iter()
+        .map(|&(child_fd, index)| {
+            passed
+                .get(usize::from(index))
+                .map(|fd| (child_fd as i32, fd.as_fd()))
+                .ok_or_else(|| request_error(rustix::io::Errno::BADF.raw_os_error()))
+        })
+        .collect::<Result<_, _>>()?;
+    let plan = plan.with_extra_fds(&extra);
     let plan = match req.cwd_fd {
         Some(i) => plan.with_cwd_fd(
             passed

@@ -33,6 +33,8 @@ pub struct ExecPlan<'a> {
     cwd: Option<CString>,
     /// The directory `cwd` is relative to (or the working directory itself).
     cwd_fd: Option<BorrowedFd<'a>>,
+    /// Extra descriptors: (number in the child, descriptor here).
+    extra_fds: Vec<(i32, BorrowedFd<'a>)>,
     isolation: Isolation,
     /// Limits to set in the child: only those that differ from ours.
     rlimits: Vec<(u32, libc::rlimit)>,
@@ -83,6 +85,7 @@ impl<'a> ExecPlan<'a> {
             _envp: envp,
             cwd,
             cwd_fd: None,
+            extra_fds: Vec::new(),
             isolation,
             rlimits: Vec::new(),
             umask: None,
@@ -119,6 +122,20 @@ impl<'a> ExecPlan<'a> {
     /// path, and even when it has been renamed or deleted.
     pub fn with_cwd_fd(mut self, dir: BorrowedFd<'a>) -> Self {
         self.cwd_fd = Some(dir);
+        self
+    }
+
+    /// Also gives the child `fd` as its descriptor `child_fd` (>= 3), for
+    /// each pair. Numbers above 1023 or taken twice are ignored; the
+    /// caller validates them first.
+    pub fn with_extra_fds(mut self, fds: &[(i32, BorrowedFd<'a>)]) -> Self {
+        for &(child_fd, fd) in fds {
+            let taken = self.extra_fds.iter().any(|&(n, _)| n == child_fd);
+            if (3..=netrunner_proto::MAX_CHILD_FD as i32).contains(&child_fd) && !taken {
+                self.extra_fds.push((child_fd, fd));
+            }
+        }
+        self.extra_fds.truncate(netrunner_proto::MAX_EXTRA_FDS);
         self
     }
 
@@ -406,6 +423,12 @@ fn child_after_fork(
         )
     };
 
+    if !plan.extra_fds.is_empty() {
+        if let Err(errno) = install_extra_fds(&plan.extra_fds) {
+            fail(SpawnStage::Stdio, errno);
+        }
+    }
+
     if let Some((index, owner)) = plan.foreground {
         let tty = match index {
             0 => rustix::stdio::stdin(),
@@ -499,6 +522,36 @@ fn child_after_fork(
             .raw_os_error()
             .unwrap_or(libc::EIO),
     )
+}
+
+/// Puts each extra descriptor at its number in the child (after fork;
+/// async-signal-safe calls only, no allocation). Every source is first
+/// moved above all the targets, so none is overwritten by another's dup2.
+fn install_extra_fds(fds: &[(i32, BorrowedFd<'_>)]) -> Result<(), i32> {
+    let floor = fds.iter().map(|&(n, _)| n).max().unwrap_or(2) + 1;
+    let mut moved = [-1; netrunner_proto::MAX_EXTRA_FDS];
+    for (slot, &(_, fd)) in moved.iter_mut().zip(fds) {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) is a plain, async-signal-safe
+        // system call on a descriptor that is open in this child.
+        let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
+        if n < 0 {
+            return Err(io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EBADF));
+        }
+        *slot = n;
+    }
+    for (&source, &(target, _)) in moved.iter().zip(fds) {
+        // SAFETY: dup2 is async-signal-safe; `source` is the copy made
+        // above and `target` a number the plan reserved. The new `target`
+        // is not close-on-exec, so the program inherits it.
+        if unsafe { libc::dup2(source, target) } < 0 {
+            return Err(io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EBADF));
+        }
+    }
+    Ok(())
 }
 
 fn wire_status(status: WaitIdStatus) -> WireStatus {

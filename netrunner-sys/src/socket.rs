@@ -132,18 +132,19 @@ mod tests {
     #[test]
     fn too_many_descriptors_are_an_error_not_a_silent_loss() {
         let (a, b) = socketpair_stream().unwrap();
-        // Ten: more than the receive buffer holds even with its alignment
-        // slack.
-        let pipes: Vec<_> = (0..5)
+        // Twice what a message may carry: more than the receive buffer
+        // holds even with its alignment slack.
+        let pipes: Vec<_> = (0..MAX_FDS_PER_MESSAGE)
             .map(|_| crate::fd::pipe2_cloexec().unwrap())
             .collect();
-        let ten: Vec<BorrowedFd<'_>> = pipes
+        let too_many: Vec<BorrowedFd<'_>> = pipes
             .iter()
             .flat_map(|(r, w)| [r.as_fd(), w.as_fd()])
             .collect();
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(10))];
+        let mut space =
+            [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(2 * MAX_FDS_PER_MESSAGE))];
         let mut control = SendAncillaryBuffer::new(&mut space);
-        assert!(control.push(SendAncillaryMessage::ScmRights(&ten)));
+        assert!(control.push(SendAncillaryMessage::ScmRights(&too_many)));
         rustix::net::sendmsg(
             a.as_fd(),
             &[io::IoSlice::new(b"x")],

@@ -256,3 +256,15 @@ fn ready_sd_notify_as_under_systemd() {
     assert!(began.elapsed() >= Duration::from_millis(300));
     daemon.stop().unwrap();
 }
+
+#[test]
+fn ready_notify_fd_as_s6_does() {
+    let began = Instant::now();
+    let daemon = Daemon::new(sh("sleep 0.3; echo >&3; exec sleep 100"))
+        .ready(Ready::NotifyFd(3))
+        .start()
+        .unwrap();
+    assert!(daemon.wait_ready(Duration::from_secs(10)).unwrap());
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    daemon.stop().unwrap();
+}

@@ -111,3 +111,15 @@ async fn ready_sd_notify_and_a_stop_on_a_current_thread_runtime() {
     daemon.stop().await.unwrap();
     assert!(wait_gone(&[pid], Duration::from_secs(7)).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_notify_fd() {
+    let began = Instant::now();
+    let daemon = Daemon::new(sh("sleep 0.3; echo >&4; exec sleep 100"))
+        .ready(Ready::NotifyFd(4))
+        .start()
+        .unwrap();
+    assert!(daemon.wait_ready(Duration::from_secs(10)).await.unwrap());
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    daemon.stop().await.unwrap();
+}

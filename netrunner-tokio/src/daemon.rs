@@ -81,6 +81,10 @@ impl DaemonFrontEnd for Tokio {
             command,
             lines,
             sd_notify: builder.ready == Ready::SdNotify,
+            notify_fd: match builder.ready {
+                Ready::NotifyFd(n) => Some(n),
+                _ => None,
+            },
             shared: shared.clone(),
             changed: changed.clone(),
             stdin: stdin.clone(),
@@ -235,11 +239,18 @@ struct Run {
     drains: Vec<tokio::task::JoinHandle<()>>,
     /// The run's `NOTIFY_SOCKET` and the task listening on it.
     notify: Option<(NotifySocket, tokio::task::JoinHandle<()>)>,
+    /// The task listening on the run's notify pipe.
+    pipe_listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
-        if let Some((_, listener)) = &self.notify {
+        let listeners = self
+            .notify
+            .iter()
+            .map(|(_, l)| l)
+            .chain(&self.pipe_listener);
+        for listener in listeners {
             listener.abort();
         }
     }
@@ -249,6 +260,7 @@ struct Runner {
     command: Command,
     lines: LineSink,
     sd_notify: bool,
+    notify_fd: Option<i32>,
     shared: Arc<Mutex<Shared>>,
     changed: Arc<Notify>,
     stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
@@ -269,6 +281,15 @@ impl Runner {
             }
             false => None,
         };
+        // A pipe per run, its write end the command's descriptor `n`.
+        let pipe_listener = match self.notify_fd {
+            Some(n) => {
+                let (read, write) = netrunner_sys::fd::pipe2_cloexec()?;
+                self.command.fd(n, write);
+                Some(self.listen_for_newline(read, ready.clone())?)
+            }
+            None => None,
+        };
         let mut child = self.command.spawn()?;
         let mut drains = Vec::new();
         if let Some(out) = child.stdout.take() {
@@ -282,7 +303,31 @@ impl Runner {
             ready,
             drains,
             notify,
+            pipe_listener,
         })
+    }
+
+    /// A task reading the notify pipe, setting `ready` at the first newline.
+    fn listen_for_newline(
+        &self,
+        read: std::os::fd::OwnedFd,
+        ready: Arc<AtomicBool>,
+    ) -> Result<tokio::task::JoinHandle<()>, Error> {
+        let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
+        let changed = self.changed.clone();
+        Ok(tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    return;
+                }
+                if buf[..n].contains(&b'\n') {
+                    ready.store(true, Ordering::Relaxed);
+                    changed.notify_waiters();
+                    return;
+                }
+            }
+        }))
     }
 
     /// A task receiving `socket`'s datagrams, setting `ready` at `READY=1`.
@@ -395,7 +440,7 @@ impl Runner {
         // Only a run still starting waits for its line; once it is up (or
         // being stopped) a set flag must not wake us again and again.
         let waiting_for_ready = supervisor.state() == DaemonState::Starting
-            && (self.lines.watches_for_ready() || self.sd_notify);
+            && (self.lines.watches_for_ready() || self.sd_notify || self.notify_fd.is_some());
         let ready_flag = self.current.as_ref().map(|r| r.ready.clone());
         let changed = self.changed.clone();
         let readiness = async {
