@@ -387,7 +387,8 @@ impl Runner {
                     for drain in std::mem::take(&mut run.drains) {
                         let _ = drain.join();
                     }
-                    supervisor.handle_exited(Instant::now(), status);
+                    let tail = self.lines.take_stderr_tail();
+                    supervisor.handle_exited_with_tail(Instant::now(), status, tail);
                 } else if supervisor.state() == DaemonState::Starting
                     && run.ready.load(Ordering::Relaxed)
                 {

@@ -110,6 +110,9 @@ pub enum DaemonEvent {
         status: ExitStatus,
         /// How long it ran.
         uptime: Duration,
+        /// The last lines it wrote to stderr (at most [`STDERR_TAIL`]
+        /// bytes, whole lines, each ending in `\n`).
+        stderr_tail: Vec<u8>,
     },
     /// The next run starts after `delay`.
     Restarting {
@@ -281,6 +284,17 @@ impl Supervisor {
 
     /// The current run ended with `status`.
     pub fn handle_exited(&mut self, now: Instant, status: ExitStatus) {
+        self.handle_exited_with_tail(now, status, Vec::new());
+    }
+
+    /// The current run ended with `status`, its stderr ending with
+    /// `stderr_tail`.
+    pub fn handle_exited_with_tail(
+        &mut self,
+        now: Instant,
+        status: ExitStatus,
+        stderr_tail: Vec<u8>,
+    ) {
         let Some(pid) = self.pid.take() else {
             return;
         };
@@ -292,6 +306,7 @@ impl Supervisor {
             pid,
             status,
             uptime,
+            stderr_tail,
         });
         let failed = match self.ending.take() {
             Some(Ending::Stop) => {
@@ -500,6 +515,10 @@ pub const MAX_LINE: usize = 64 << 10;
 /// How many past events a new subscriber is given first.
 pub const HISTORY: usize = 256;
 
+/// How much of a run's stderr its `Exited` event keeps: the last lines,
+/// up to this many bytes.
+pub const STDERR_TAIL: usize = 4 << 10;
+
 /// Which of the command's streams a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -627,6 +646,7 @@ impl<F> DaemonBuilder<F> {
                     .take()
                     .unwrap_or_else(|| Box::new(|_: OutputStream, _: &[u8]| {})),
             )),
+            stderr_tail: Default::default(),
         }
     }
 }
@@ -639,11 +659,13 @@ impl<F: DaemonFrontEnd> DaemonBuilder<F> {
     }
 }
 
-/// Where a daemon's output lines go: the callback, and the readiness check.
+/// Where a daemon's output lines go: the callback, the readiness check,
+/// and the tail of stderr kept for the run's `Exited` event.
 #[derive(Clone)]
 pub struct LineSink {
     ready_line: Option<Vec<u8>>,
     output: std::sync::Arc<std::sync::Mutex<Box<OutputCallback>>>,
+    stderr_tail: std::sync::Arc<std::sync::Mutex<VecDeque<u8>>>,
 }
 
 impl LineSink {
@@ -659,8 +681,23 @@ impl LineSink {
         let ready = self.ready_line.as_ref().is_some_and(|needle| {
             needle.is_empty() || text.windows(needle.len()).any(|w| w == &needle[..])
         });
+        if which == OutputStream::Stderr {
+            let mut tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+            tail.extend(text);
+            tail.push_back(b'\n');
+            // Whole lines only: drop from the front up to a line start.
+            while tail.len() > STDERR_TAIL {
+                while tail.pop_front().is_some_and(|b| b != b'\n') {}
+            }
+        }
         (self.output.lock().unwrap_or_else(|e| e.into_inner()))(which, text);
         ready
+    }
+
+    /// The kept tail of stderr, emptied for the next run.
+    pub fn take_stderr_tail(&self) -> Vec<u8> {
+        let mut tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        tail.drain(..).collect()
     }
 }
 

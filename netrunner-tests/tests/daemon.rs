@@ -268,3 +268,26 @@ fn ready_notify_fd_as_s6_does() {
     assert!(began.elapsed() >= Duration::from_millis(300));
     daemon.stop().unwrap();
 }
+
+#[test]
+fn an_exit_carries_the_tail_of_stderr() {
+    let long = "x".repeat(3000);
+    let script = format!("echo {long} >&2; echo {long} >&2; echo last words >&2; exit 3");
+    let daemon = Daemon::new(sh(&script))
+        .restart(Restart::Never)
+        .start()
+        .unwrap();
+    let events = events_until(&daemon, |e| matches!(e, DaemonEvent::Stopped));
+    let tail = events
+        .iter()
+        .find_map(|e| match e {
+            DaemonEvent::Exited { stderr_tail, .. } => Some(stderr_tail.clone()),
+            _ => None,
+        })
+        .expect("an Exited event");
+    // Whole lines, at most 4 KiB: the second long line and the last one.
+    assert_eq!(
+        String::from_utf8(tail).unwrap(),
+        format!("{long}\nlast words\n")
+    );
+}

@@ -123,3 +123,59 @@ async fn ready_notify_fd() {
     assert!(began.elapsed() >= Duration::from_millis(300));
     daemon.stop().await.unwrap();
 }
+
+async fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_policies_and_the_start_timeout() {
+    let clean = Daemon::new(sh("exit 0")).start().unwrap();
+    assert!(
+        until(Duration::from_secs(5), || clean.state()
+            == DaemonState::Stopped)
+        .await
+    );
+    assert_eq!(clean.restarts(), 0);
+
+    let always = Daemon::new(sh("exit 0"))
+        .restart(Restart::Always)
+        .backoff(Duration::from_millis(10), Duration::from_millis(20))
+        .start()
+        .unwrap();
+    assert!(until(Duration::from_secs(5), || always.restarts() >= 2).await);
+    drop(always);
+
+    let never = Daemon::new(sh("exit 3"))
+        .restart(Restart::Never)
+        .start()
+        .unwrap();
+    assert!(
+        until(Duration::from_secs(5), || never.state()
+            == DaemonState::Stopped)
+        .await
+    );
+    assert_eq!(never.last_exit().and_then(|s| s.code()), Some(3));
+
+    // Never ready: terminated at the start timeout, restarted, given up.
+    let stuck = Daemon::new(sh("exec sleep 100"))
+        .ready(Ready::Line("never".into()))
+        .start_timeout(Duration::from_millis(300))
+        .backoff(Duration::from_millis(10), Duration::from_millis(20))
+        .max_restarts(2, Duration::from_secs(30))
+        .start()
+        .unwrap();
+    assert!(
+        until(Duration::from_secs(10), || stuck.state()
+            == DaemonState::GaveUp)
+        .await
+    );
+    assert_eq!(stuck.restarts(), 2);
+}

@@ -468,7 +468,8 @@ impl Runner {
                     let _ = drain.await;
                 }
                 if let Ok(status) = status {
-                    supervisor.handle_exited(Instant::now(), status);
+                    let tail = self.lines.take_stderr_tail();
+                    supervisor.handle_exited_with_tail(Instant::now(), status, tail);
                 }
             }
             () = readiness, if waiting_for_ready => supervisor.handle_ready(Instant::now()),
