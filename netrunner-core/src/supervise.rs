@@ -314,9 +314,7 @@ impl Supervisor {
                 return;
             }
             Some(Ending::Restart) => {
-                self.deadline = None;
-                self.phase = Phase::Spawning;
-                self.actions.push_back(Action::Spawn);
+                self.restart_at_once();
                 return;
             }
             Some(Ending::StartTimeout) => true,
@@ -351,13 +349,22 @@ impl Supervisor {
     pub fn handle_restart(&mut self, _now: Instant) {
         match self.phase {
             Phase::Starting | Phase::Running => self.terminate(Ending::Restart),
-            Phase::BackingOff => {
-                self.deadline = None;
-                self.phase = Phase::Spawning;
-                self.actions.push_back(Action::Spawn);
-            }
+            Phase::BackingOff => self.restart_at_once(),
             _ => {}
         }
+    }
+
+    /// A restart asked for: counted, announced with no delay, and kept out
+    /// of the intensity window (it is no failure).
+    fn restart_at_once(&mut self) {
+        self.restarts += 1;
+        self.events.push_back(DaemonEvent::Restarting {
+            delay: Duration::ZERO,
+            restarts: self.restarts,
+        });
+        self.deadline = None;
+        self.phase = Phase::Spawning;
+        self.actions.push_back(Action::Spawn);
     }
 
     /// Time passed: a backoff or a start timeout may have run out.
@@ -1021,12 +1028,18 @@ mod tests {
         let mut s = Supervisor::new(policy(), steady());
         assert_eq!(s.poll_action(), Some(Action::Spawn));
         s.handle_started(t, 1);
-        // Restart: terminate, then a new run at once, not counted.
+        // Restart: terminate, then a new run at once, announced with no
+        // delay and kept out of the intensity window.
         s.handle_restart(t);
         assert_eq!(s.poll_action(), Some(Action::Terminate));
         s.handle_exited(t, signal(15));
         assert_eq!(s.poll_action(), Some(Action::Spawn));
-        assert_eq!(s.restarts(), 0);
+        assert_eq!(s.restarts(), 1);
+        assert!(events(&mut s).contains(&DaemonEvent::Restarting {
+            delay: Duration::ZERO,
+            restarts: 1
+        }));
+        assert!(s.recent.is_empty());
         s.handle_started(t, 2);
         // Stop: terminate, then nothing.
         s.handle_stop(t);

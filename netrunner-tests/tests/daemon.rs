@@ -182,11 +182,21 @@ fn stop_drop_and_restart_take_the_tree_down() {
         .len()
         == 1));
     let first = daemon.pid().unwrap();
+    let events = daemon.subscribe();
     daemon.restart().unwrap();
     assert!(eventually(Duration::from_secs(5), || {
         daemon.pid().is_some_and(|p| p != first) && pids.lock().unwrap().len() == 2
     }));
     let second = daemon.pid().unwrap();
+    let after: Vec<DaemonEvent> = events.try_iter().collect();
+    let at = after
+        .iter()
+        .position(|e| matches!(e, DaemonEvent::Restarting { delay, .. } if delay.is_zero()))
+        .expect("a Restarting event with no delay");
+    assert!(
+        matches!(after.get(at + 1), Some(DaemonEvent::Started { pid, run: 2 }) if *pid == second),
+        "{after:?}"
+    );
     let began = Instant::now();
     daemon.stop().unwrap();
     assert!(began.elapsed() < Duration::from_millis(500) + Duration::from_secs(2));

@@ -179,3 +179,13 @@ async fn restart_policies_and_the_start_timeout() {
     );
     assert_eq!(stuck.restarts(), 2);
 }
+
+#[test]
+fn owner_sigkill_while_running_leaves_nothing() {
+    let left = netrunner_tests::owner_death_leftovers(
+        env!("CARGO_BIN_EXE_hold-tree"),
+        "daemon-tokio",
+        Duration::from_millis(300),
+    );
+    assert!(left.is_empty(), "survivors: {left:?}");
+}

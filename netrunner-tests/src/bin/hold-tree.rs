@@ -1,7 +1,7 @@
 //! Test helper: starts process trees through netrunner, prints every pid in
 //! them, then blocks forever, waiting to be killed by the test.
 //!
-//! Usage: `hold-tree blocking|tokio|async-std|cgroup:NAME|daemon|daemon-backoff
+//! Usage: `hold-tree blocking|tokio|async-std|cgroup:NAME|daemon|daemon-tokio|daemon-backoff
 //! KILL_TIMEOUT_MS`. Prints one pid per line, then `ready`. `daemon` runs
 //! the trees as supervised daemons; `daemon-backoff` runs a crash loop and
 //! says `ready` while it waits to restart (printing its first run's pid).
@@ -137,6 +137,31 @@ fn daemons(grace: Duration) -> Vec<netrunner_blocking::Daemon> {
         .collect()
 }
 
+/// [`daemons`] on tokio.
+async fn tokio_daemons(grace: Duration) -> Vec<netrunner_tokio::Daemon> {
+    let mut daemons = Vec::new();
+    for (script, n) in TREES {
+        let (pids, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let mut cmd = netrunner_tokio::Command::new("sh");
+        cmd.args(["-c", script]).kill_timeout(grace);
+        let daemon = netrunner_tokio::Daemon::new(cmd)
+            .restart(netrunner_tokio::Restart::Always)
+            .backoff(Duration::from_millis(50), Duration::from_millis(100))
+            .on_output(move |_, line| {
+                let _ = pids.send(line.to_vec());
+            })
+            .start()
+            .expect("start the daemon");
+        for _ in 0..n {
+            let mut line = seen.recv().await.expect("a pid line");
+            line.push(b'\n');
+            report(&line);
+        }
+        daemons.push(daemon);
+    }
+    daemons
+}
+
 /// A crash loop with a long backoff, reported once it is backing off.
 fn daemon_backing_off() -> netrunner_blocking::Daemon {
     let mut cmd = netrunner_blocking::Command::new("sh");
@@ -176,6 +201,11 @@ fn main() {
         // (`NAME-0`, `NAME-1`).
         m if m.starts_with("cgroup:") => Box::new(blocking(grace, Some(&m["cgroup:".len()..]))),
         "daemon" => Box::new(daemons(grace)),
+        "daemon-tokio" => {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let daemons = rt.block_on(tokio_daemons(grace));
+            Box::new((daemons, rt))
+        }
         "daemon-backoff" => Box::new(daemon_backing_off()),
         other => panic!("unknown mode {other}"),
     };
