@@ -189,3 +189,16 @@ fn owner_sigkill_while_running_leaves_nothing() {
     );
     assert!(left.is_empty(), "survivors: {left:?}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_with_nobody_listening_never_blocks_it() {
+    // 100 MiB drained on a current-thread runtime, so the line after it comes.
+    let flood = Daemon::new(sh(
+        "head -c 104857600 /dev/zero | tr '\\0' x; echo; echo flooded; exec sleep 100",
+    ))
+    .ready(Ready::Line("flooded".into()))
+    .start()
+    .unwrap();
+    assert!(flood.wait_ready(Duration::from_secs(120)).await.unwrap());
+    flood.stop().await.unwrap();
+}
