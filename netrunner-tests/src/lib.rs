@@ -311,18 +311,29 @@ pub fn assert_back_to_baseline(baseline: usize, limit: Duration) {
     let settled = eventually(limit, || {
         settle() && open_fds() == baseline && zombie_children().is_empty()
     });
-    let fd_targets: Vec<_> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
     assert!(
         settled,
-        "fds {} vs baseline {baseline}; zombies {:?}; fds point at {fd_targets:?}",
+        "fds {} vs baseline {baseline}; zombies {:?}; fds: {:?}",
         open_fds(),
-        zombie_children()
+        zombie_children(),
+        fd_targets()
     );
+}
+
+/// This process's descriptors and what each points at.
+pub fn fd_targets() -> Vec<(String, std::path::PathBuf)> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| {
+                let e = e.ok()?;
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_link(e.path()).ok()?,
+                ))
+            })
+            .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Starts `owners` owner processes from `make` (each in a process group of

@@ -22,6 +22,7 @@ fn three_hundred_cycles_leak_nothing() {
         );
         assert!(netrunner_tests::settle());
         let baseline = open_fds();
+        eprintln!("baseline fds: {:?}", netrunner_tests::fd_targets());
         for i in 0..300 {
             let mut child = Command::new("sh")
                 .args(["-c", "read line; echo \"$line\""])
