@@ -389,9 +389,7 @@ impl Runner {
                     }
                     let tail = self.lines.take_stderr_tail();
                     supervisor.handle_exited_with_tail(Instant::now(), status, tail);
-                } else if supervisor.state() == DaemonState::Starting
-                    && run.ready.load(Ordering::Relaxed)
-                {
+                } else if supervisor.awaits_ready() && run.ready.load(Ordering::Relaxed) {
                     supervisor.handle_ready(Instant::now());
                 }
             }

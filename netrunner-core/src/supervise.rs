@@ -421,6 +421,14 @@ impl Supervisor {
         matches!(self.phase, Phase::Stopped | Phase::GaveUp)
     }
 
+    /// Whether a readiness signal from the current run is awaited now: it
+    /// has started, is not up yet, and the policy waits for one. Front ends
+    /// listen for readiness only then (a set flag must not wake them again
+    /// once the run is up or being stopped).
+    pub fn awaits_ready(&self) -> bool {
+        self.phase == Phase::Starting && self.policy.waits_for_ready
+    }
+
     /// Whether the current run is up (ready).
     pub fn is_ready(&self) -> bool {
         self.phase == Phase::Running
@@ -676,11 +684,6 @@ pub struct LineSink {
 }
 
 impl LineSink {
-    /// Whether a line can make a run ready.
-    pub fn watches_for_ready(&self) -> bool {
-        self.ready_line.is_some()
-    }
-
     /// Hands one line (as read, with or without its `\n`) to the callback;
     /// returns whether it contains the ready text.
     pub fn deliver(&self, which: OutputStream, line: &[u8]) -> bool {

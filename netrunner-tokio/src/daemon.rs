@@ -437,10 +437,7 @@ impl Runner {
                 None => std::future::pending().await,
             }
         };
-        // Only a run still starting waits for its line; once it is up (or
-        // being stopped) a set flag must not wake us again and again.
-        let waiting_for_ready = supervisor.state() == DaemonState::Starting
-            && (self.lines.watches_for_ready() || self.sd_notify || self.notify_fd.is_some());
+        let waiting_for_ready = supervisor.awaits_ready();
         let ready_flag = self.current.as_ref().map(|r| r.ready.clone());
         let changed = self.changed.clone();
         let readiness = async {
