@@ -254,29 +254,28 @@ fn owner_sigkill_while_backing_off_starts_no_new_run() {
     );
 }
 
-#[test]
-fn ready_sd_notify_as_under_systemd() {
-    let notify = env!("CARGO_BIN_EXE_sd-notify");
+/// Starts `script` (which signals readiness after 300 ms) with `ready`,
+/// and checks `wait_ready` says so no earlier.
+fn ready_after_300ms(script: &str, ready: Ready) {
     let began = Instant::now();
-    let daemon = Daemon::new(sh(&format!("sleep 0.3; {notify}; exec sleep 100")))
-        .ready(Ready::SdNotify)
-        .start()
-        .unwrap();
+    let daemon = Daemon::new(sh(script)).ready(ready).start().unwrap();
     assert!(daemon.wait_ready(Duration::from_secs(10)).unwrap());
     assert!(began.elapsed() >= Duration::from_millis(300));
     daemon.stop().unwrap();
 }
 
 #[test]
+fn ready_sd_notify_as_under_systemd() {
+    let notify = env!("CARGO_BIN_EXE_sd-notify");
+    ready_after_300ms(
+        &format!("sleep 0.3; {notify}; exec sleep 100"),
+        Ready::SdNotify,
+    );
+}
+
+#[test]
 fn ready_notify_fd_as_s6_does() {
-    let began = Instant::now();
-    let daemon = Daemon::new(sh("sleep 0.3; echo >&3; exec sleep 100"))
-        .ready(Ready::NotifyFd(3))
-        .start()
-        .unwrap();
-    assert!(daemon.wait_ready(Duration::from_secs(10)).unwrap());
-    assert!(began.elapsed() >= Duration::from_millis(300));
-    daemon.stop().unwrap();
+    ready_after_300ms("sleep 0.3; echo >&3; exec sleep 100", Ready::NotifyFd(3));
 }
 
 #[test]
